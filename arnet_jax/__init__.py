@@ -1,0 +1,1 @@
+"""arnet_jax: AR-Net (adaptive frame resolution for efficient action recognition) in JAX/Flax."""

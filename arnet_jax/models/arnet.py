@@ -1,0 +1,260 @@
+"""AR-Net: a policy picks, per frame, a (backbone, resolution) or a skip; masked compute.
+
+Shape letters: B videos, T frames, H x W the top-resolution input, A actions, R resolution actions
+(the backbones, then the policy's own head when it is an action), C classes.
+
+Masked compute (training and the reference evaluation): every frame goes through every backbone at
+that backbone's resolution (resized from the top-resolution input); the per-frame one-hot action
+selects which logits count. Video logits = sum of processed frames' logits / max(1, #processed).
+All shapes are static, so the whole forward pass is one `jit`. `arnet_jax.models.routing` runs the
+same parameters sparsely at inference.
+
+Policy modes (the paper's baselines are configurations of this one module):
+- 'learned': AR-Net; Gumbel-Softmax in training, argmax at evaluation.
+- 'random':  the Random-policy baseline; uniform actions (skips honoured) in training and eval.
+- 'none':    no policy: every frame takes action 0 (Uniform, with a single backbone).
+- 'all':     every frame through every resolution action, all logits averaged (Multi-Scale).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from arnet_jax.models import backbones, policy as policy_lib
+
+POLICY_MODES = ('learned', 'random', 'none', 'all')
+RESIZE_METHODS = ('nearest', 'bilinear')
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionSpace:
+  """The actions: one per (backbone, resolution), then the policy head, then the skips."""
+  backbones: tuple[str, ...]
+  resolutions: tuple[int, ...]
+  policy_action: bool
+  policy_resolution: int
+  skips: tuple[int, ...]
+
+  def __post_init__(self):
+    if len(self.backbones) != len(self.resolutions):
+      raise ValueError(f'{len(self.backbones)} backbones but {len(self.resolutions)} '
+                       'resolutions; give one resolution per backbone.')
+    if any(k < 1 for k in self.skips):
+      raise ValueError(f'skip lengths must be >= 1, got {self.skips}')
+    if self.num_resolution_actions == 0:
+      raise ValueError('The action space has no way to classify a frame: give at least one '
+                       'backbone or set policy_action=True.')
+
+  @property
+  def num_resolution_actions(self) -> int:
+    return len(self.backbones) + int(self.policy_action)
+
+  @property
+  def num_actions(self) -> int:
+    return self.num_resolution_actions + len(self.skips)
+
+  @property
+  def skip_lengths(self) -> tuple[int, ...]:
+    return (0,) * self.num_resolution_actions + tuple(self.skips)
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    names = [f'{b}@{r}' for b, r in zip(self.backbones, self.resolutions)]
+    if self.policy_action:
+      names.append(f'policy@{self.policy_resolution}')
+    return tuple(names + [f'skip{k}' for k in self.skips])
+
+  @property
+  def top_resolution(self) -> int:
+    return max((*self.resolutions, self.policy_resolution))
+
+
+def resize(frames: jax.Array, size: int, method: str = 'nearest') -> jax.Array:
+  """`[N, H, W, c] -> [N, size, size, c]`.
+
+  'nearest' reproduces torch's `F.interpolate(mode='nearest')`, which the original AR-Net uses to
+  make its low-resolution inputs: source index floor(i * in / out). 'bilinear' is antialiased.
+  """
+  n, h, w, c = frames.shape
+  if (h, w) == (size, size):
+    return frames
+  if method == 'nearest':
+    rows = np.floor(np.arange(size) * (h / size)).astype(np.int32)
+    cols = np.floor(np.arange(size) * (w / size)).astype(np.int32)
+    return frames[:, rows][:, :, cols]
+  if method == 'bilinear':
+    return jax.image.resize(frames, (n, size, size, c), 'bilinear', antialias=True)
+  raise ValueError(f'resize must be one of {RESIZE_METHODS}, got {method!r}')
+
+
+class ARNet(nn.Module):
+  """`[B, T, H, W, 3] -> dict` (see `__call__`). Children: `backbone_i`, `policy`."""
+  num_classes: int
+  action_space: ActionSpace
+  policy_mode: str = 'learned'
+  policy_backbone: str = 'mobilenet_v2'
+  lstm_hidden: int = 512
+  width_multiplier: float = 1.0
+  depth_multiplier: float = 1.0
+  dropout_rate: float = 0.5
+  resize_method: str = 'nearest'
+  dtype: Any = jnp.float32
+  bn_axis_name: str | None = None
+
+  def setup(self):
+    if self.policy_mode not in POLICY_MODES:
+      raise ValueError(f'policy_mode must be one of {POLICY_MODES}, got {self.policy_mode!r}')
+    space = self.action_space
+    if self.policy_mode == 'all' and space.skips:
+      raise ValueError("policy_mode='all' (Multi-Scale) has no use for skips; drop them.")
+    if self.policy_mode == 'none' and space.num_actions != 1:
+      raise ValueError("policy_mode='none' runs action 0 on every frame; it needs an action "
+                       f'space of exactly one action, got {space.names}.')
+    kw = dict(width_multiplier=self.width_multiplier, depth_multiplier=self.depth_multiplier,
+              dtype=self.dtype, bn_axis_name=self.bn_axis_name)
+    self.backbone = [backbones.Classifier(backbones.create_backbone(name, **kw),
+                                          self.num_classes, self.dropout_rate)
+                     for name in space.backbones]
+    if self.uses_policy:
+      self.policy = policy_lib.PolicyNetwork(
+          space.num_actions, self.num_classes, space.skip_lengths, self.policy_backbone,
+          self.lstm_hidden, **kw)
+
+  @property
+  def uses_policy(self) -> bool:
+    """Multi-Scale needs the policy network only for its lite head."""
+    if self.policy_mode == 'all':
+      return self.action_space.policy_action
+    return self.policy_mode != 'none'
+
+  def policy_frames(self, video: jax.Array) -> jax.Array:
+    """`[B, T, H, W, 3]` -> `[B, T, r, r, 3]` at the policy's resolution."""
+    b, t = video.shape[:2]
+    r = self.action_space.policy_resolution
+    return resize(video.reshape(b * t, *video.shape[2:]), r, self.resize_method).reshape(
+        b, t, r, r, -1)
+
+  def decide(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
+             forced: jax.Array | None = None) -> policy_lib.PolicyTrace:
+    """Runs only the policy: `[B, T, H, W, 3]` -> PolicyTrace.
+
+    Decisions depend only on the policy network, which is what lets sparse inference decide
+    first and run the backbones afterwards.
+    """
+    b, t = video.shape[:2]
+    a = self.action_space.num_actions
+    if self.policy_mode == 'all':
+      sampling = 'argmax'
+    elif self.policy_mode == 'random':
+      sampling = 'uniform'
+    else:
+      sampling = 'gumbel' if train else 'argmax'
+    noise = None
+    if sampling != 'argmax' and forced is None:
+      noise = policy_lib.gumbel_noise(self.make_rng('gumbel'), (b, t, a))
+    trace = self.policy(self.policy_frames(video), train=train, sampling=sampling, noise=noise,
+                        tau=tau, forced=forced)
+    if self.policy_mode == 'all':
+      r = self.action_space.num_resolution_actions
+      actions = jnp.zeros((b, t, a)).at[..., :r].set(1.0)
+      trace = trace._replace(actions=actions, decided=jnp.ones((b, t), bool))
+    return trace
+
+  def __call__(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
+               forced: jax.Array | None = None, policy_train: bool | None = None) -> dict:
+    """Masked-compute forward pass.
+
+    Args:
+      video: `[B, T, H, W, 3]` at the top resolution.
+      train: batch statistics, dropout and Gumbel sampling on.
+      tau: Gumbel-Softmax temperature.
+      forced: optional `[B, T]` int actions that replace the policy's decisions.
+      policy_train: train flag of the policy network alone (False freezes its batch-norm
+        statistics for fine-tuning); defaults to `train`.
+
+    Returns a dict:
+      logits `[B, C]` video logits; frame_logits `[B, T, C]` the selected logits of each frame
+      (zero where skipped); actions `[B, T, A]`; decided `[B, T]`; processed `[B, T]` how many
+      resolution actions each frame used; action_logits `[B, T, A]`.
+    """
+    b, t = video.shape[:2]
+    space = self.action_space
+    frames = video.reshape(b * t, *video.shape[2:])
+    logits = [net(resize(frames, r, self.resize_method), train).reshape(b, t, -1)
+              for net, r in zip(self.backbone, space.resolutions)]
+    if self.uses_policy:
+      trace = self.decide(video, train=train if policy_train is None else policy_train, tau=tau,
+                          forced=forced)
+      if space.policy_action:
+        logits.append(self.policy.lite_logits(trace.hidden))
+      actions, decided, action_logits = trace.actions, trace.decided, trace.logits
+    else:  # every frame takes every (here: the only, or every resolution) action
+      actions = jnp.ones((b, t, space.num_actions))
+      decided = jnp.ones((b, t), bool)
+      action_logits = jnp.zeros((b, t, space.num_actions))
+    return aggregate(jnp.stack(logits, axis=2), actions) | dict(
+        actions=actions, decided=decided, action_logits=action_logits)
+
+
+def aggregate(resolution_logits: jax.Array, actions: jax.Array) -> dict:
+  """Masked selection and averaging.
+
+  resolution_logits `[B, T, R, C]`, actions `[B, T, A]` (the first R are resolution actions) ->
+  logits `[B, C]` = sum of selected frame logits / max(1, #selected), frame_logits `[B, T, C]`,
+  processed `[B, T]`.
+  """
+  r = resolution_logits.shape[2]
+  selected = actions[..., :r]
+  frame_logits = jnp.einsum('btr,btrc->btc', selected, resolution_logits)
+  processed = selected.sum(-1)
+  count = jnp.maximum(processed.sum(1), 1.0)
+  return dict(logits=frame_logits.sum(1) / count[:, None], frame_logits=frame_logits,
+              processed=processed)
+
+
+class LSTMBaseline(nn.Module):
+  """The paper's LSTM baseline: backbone features -> LSTM -> per-frame head, averaged.
+
+  `[B, T, H, W, 3] -> dict(logits [B, C], ...)`. Children: `backbone` (a Classifier whose head is
+  unused), `lstm_ih`, `lstm_hh`, `head`.
+  """
+  num_classes: int
+  backbone_name: str = 'resnet50'
+  resolution: int = 224
+  lstm_hidden: int = 512
+  width_multiplier: float = 1.0
+  depth_multiplier: float = 1.0
+  dropout_rate: float = 0.5
+  resize_method: str = 'nearest'
+  dtype: Any = jnp.float32
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, video: jax.Array, *, train: bool = False, **unused) -> dict:
+    b, t = video.shape[:2]
+    net = backbones.create_backbone(
+        self.backbone_name, width_multiplier=self.width_multiplier,
+        depth_multiplier=self.depth_multiplier, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+        name='backbone')
+    frames = resize(video.reshape(b * t, *video.shape[2:]), self.resolution, self.resize_method)
+    features = net(frames, train).reshape(b, t, -1)
+    init = policy_lib.lstm_uniform_init(self.lstm_hidden)
+    gates = nn.Dense(4 * self.lstm_hidden, kernel_init=init, bias_init=init,
+                     name='lstm_ih')(features)
+    hh = self.param('lstm_hh', init, (self.lstm_hidden, 4 * self.lstm_hidden))
+
+    def step(carry, g):
+      carry = policy_lib.lstm_step(carry, g, hh)
+      return carry, carry[1]
+    zeros = jnp.zeros((b, self.lstm_hidden), jnp.float32)
+    _, hidden = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(gates, 0, 1))
+    hidden = nn.Dropout(self.dropout_rate)(jnp.swapaxes(hidden, 0, 1), deterministic=not train)
+    frame_logits = nn.Dense(self.num_classes, kernel_init=backbones.head_init, name='head')(hidden)
+    ones = jnp.ones((b, t, 1))
+    return dict(logits=frame_logits.mean(1), frame_logits=frame_logits, processed=ones[..., 0],
+                actions=ones, decided=jnp.ones((b, t), bool), action_logits=jnp.zeros((b, t, 1)))
