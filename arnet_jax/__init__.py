@@ -1,0 +1,1 @@
+"""AR-Net (adaptive frame resolution for efficient action recognition) in JAX/Flax."""
