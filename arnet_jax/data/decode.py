@@ -98,7 +98,7 @@ def decode_video(path: str, options: FrameOptions) -> list[bytes]:
   try:
     container = av.open(path)
   except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-    raise BadSourceError('not a video', _short(e)) from None
+    raise BadSourceError('unreadable', f'corrupt, truncated or not a video ({_short(e)})') from None
   frames: list[bytes] = []
   with container:
     if not container.streams.video:
