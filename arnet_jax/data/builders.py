@@ -108,11 +108,14 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     self.last_report: report_lib.PrepareReport | None = None
 
   @classmethod
-  def make_config(cls, input_kind: str = 'videos', fps: float | None = None,
+  def make_config(cls, input_kind: str = 'videos', fps: float | None | str = 'default',
                   short_side: int | None = 256, frame_step: int = 1,
                   jpeg_quality: int = 90) -> VideoConfig:
-    """The config for these settings (a predefined one when it exists). fps None = default."""
-    fps = cls.DEFAULT_FPS if fps is None else fps
+    """The config for these settings (a predefined one when it exists).
+
+    fps: 'default' = the dataset's DEFAULT_FPS; None = every decoded frame.
+    """
+    fps = cls.DEFAULT_FPS if fps == 'default' else fps
     name = config_name(input_kind, fps, short_side, frame_step, jpeg_quality)
     return cls.builder_configs.get(name) or _video_config(
         input_kind, fps, short_side, frame_step, jpeg_quality)

@@ -64,7 +64,7 @@ def prepare(args: argparse.Namespace) -> report_lib.PrepareReport | dict:
   cls = builders.BUILDERS[args.dataset]
   config = cls.make_config(
       input_kind=kind,
-      fps=None if args.fps is None else (args.fps or None),
+      fps='default' if args.fps is None else (args.fps or None),
       short_side=args.short_side or None, frame_step=args.frame_step,
       jpeg_quality=args.jpeg_quality)
   builder = cls(data_dir=args.data_dir, config=config)

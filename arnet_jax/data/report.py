@@ -48,7 +48,7 @@ class PrepareReport:
 
   def reason_counts(self) -> dict[str, int]:
     counts = collections.Counter(reason_category(s['reason']) for s in self.skipped)
-    return dict(counts.most_common())
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))  # most frequent first
 
   def summary(self) -> str:
     """'prepared N, skipped M (reason: count, ...)'."""
