@@ -110,11 +110,11 @@ def test_eval_is_deterministic_and_uses_centre_crops(demo_config):
                                      num_classes=NUM_CLASSES)[0])
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a['video'], b['video'])
-  # The demo stores 73 x 97 frames: eval is the plain centre crop of the stored pixels.
+  # The demo stores 73 x 73 frames: eval is the plain centre crop of the stored pixels.
   builder = pipeline.get_builder(demo_config)
   stored = next(iter(builder.as_dataset(split='validation[0:1]').as_numpy_iterator()))
   row = list(first[0]['index']).index(0)
-  expected = (stored['frames'][:, 4:68, 16:80] / 255.0 - transforms.IMAGENET_MEAN) \
+  expected = (stored['frames'][:, 4:68, 4:68] / 255.0 - transforms.IMAGENET_MEAN) \
       / transforms.IMAGENET_STD
   np.testing.assert_allclose(first[0]['video'][row], expected, atol=1e-5)
   np.testing.assert_array_equal(first[0]['evidence'][row], stored['evidence'])
@@ -124,14 +124,16 @@ def test_train_decodes_only_the_crop_window_with_the_same_pixels(demo_config):
   builder = pipeline.get_builder(demo_config)
   example = next(builder.as_dataset(
       split='train[0:1]', decoders={'frames': tfds.decode.SkipDecoding()}).as_numpy_iterator())
-  maker = pipeline._ClipMaker(demo_config, NUM_CLASSES, True, offsets=None, train=True)
+  cfg = demo_config.copy_and_resolve_references()
+  cfg.scales = (1.0, 0.875, 0.75, 0.66)  # the paper's, with resampling
+  maker = pipeline._ClipMaker(cfg, NUM_CLASSES, True, offsets=None, train=True)
   jpegs = tf.constant(example['frames'])
   for s in range(6):
     seed = tf.constant([s, 7], tf.int64)
     out = maker.decode_train({'jpegs': jpegs, 'seed': seed})['video'].numpy()
     decoded = tf.stack([tf.io.decode_jpeg(j, channels=3) for j in example['frames']])
     expected = transforms.normalize(transforms.train_view(
-        decoded, seed, 64, tuple(demo_config.scales), flip=True)).numpy()
+        decoded, seed, 64, tuple(cfg.scales), flip=True)).numpy()
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 

@@ -40,8 +40,8 @@ class DemoVideoSpec:
 
   num_frames: int = 16  # L
   height: int = 73  # the demo's eval short side: round(64 * 256 / 224)
-  width: int = 97
-  crop: int = 64  # evidence is placed inside the centre crop of this side
+  width: int = 73
+  crop: int = 64  # evidence lies inside every crop of this side the pipeline takes
   min_evidence: int = 3
   max_evidence: int = 6
   max_decoys: int = 3
@@ -139,10 +139,11 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
 
   background = _background(rng, spec)
   pad_colour = PAD_COLOUR + rng.uniform(-15, 5, size=3).astype(np.float32)
-  # Evidence and decoy pads lie inside the evaluation centre crop, so the
-  # evaluation view always contains them.
-  crop_top = (spec.height - spec.crop) // 2
-  crop_left = (spec.width - spec.crop) // 2
+  # Pads lie in the region every crop of side `crop` contains: the evaluation
+  # centre crop and the 13 fixed training crop positions (offsets up to
+  # 4 * ((side - crop) // 4)), so no clip loses its evidence to the crop.
+  lo_row, hi_row = 4 * ((spec.height - spec.crop) // 4), spec.crop - PAD_SIDE
+  lo_col, hi_col = 4 * ((spec.width - spec.crop) // 4), spec.crop - PAD_SIDE
   frames = np.empty((n, spec.height, spec.width, 3), np.float32)
   for t in range(n):
     frame = background + rng.normal(0.0, 4.0, size=background.shape)
@@ -153,8 +154,8 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
                else decoy_glyphs[rng.integers(len(decoy_glyphs))])
       if rng.random() < 0.5:
         glyph = glyph[:, ::-1]  # both orientations exist, as after a flip
-      top = crop_top + int(rng.integers(1, spec.crop - PAD_SIDE - 1))
-      left = crop_left + int(rng.integers(1, spec.crop - PAD_SIDE - 1))
+      top = int(rng.integers(lo_row, hi_row + 1))
+      left = int(rng.integers(lo_col, hi_col + 1))
       _paste_pad(frame, glyph, top, left, pad_colour)
     frames[t] = frame
   return np.clip(np.rint(frames), 0, 255).astype(np.uint8), evidence
