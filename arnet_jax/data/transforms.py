@@ -95,8 +95,13 @@ def finish_train_view(crop: tf.Tensor, seed: tf.Tensor, image_size: int,
 
   Returns float32 [T, S, S, 3] on [0, 1] (not yet normalised).
   """
-  out = tf.image.resize(to_unit_float(crop), (image_size, image_size),
-                        method='bilinear', antialias=True)
+  x = to_unit_float(crop)
+  shape = tf.shape(crop)
+  # A crop already S x S (the demo's, or the 0.875 crop snapped to S) is not resampled.
+  out = tf.cond(tf.logical_and(tf.equal(shape[1], image_size), tf.equal(shape[2], image_size)),
+                lambda: x,
+                lambda: tf.image.resize(x, (image_size, image_size), method='bilinear',
+                                        antialias=True))
   if flip:
     out = tf.cond(train_draws(seed)[2] < 0.5, lambda: tf.reverse(out, axis=[2]), lambda: out)
   return tf.clip_by_value(out, 0.0, 1.0)
