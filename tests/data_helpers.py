@@ -107,3 +107,12 @@ def custom_frames_dir(root: str) -> str:
              'v_a,7,0\nv_b,5,1,2\nv_c,6,2\nv_e,2,0\n')
   write_text(os.path.join(root, 'val_split.txt'), 'v_d,6,1\n')
   return root
+
+
+def process_or_crash(cache_root, key, path, kind, listed_frames, options):
+  """frame_cache.process_source, except that a path containing 'crash' kills the worker."""
+  from arnet_jax.data import frame_cache  # pylint: disable=g-import-not-at-top
+  if 'crash' in os.path.basename(path):
+    frame_cache.FrameCache(cache_root).mark_attempt(key)
+    os._exit(3)  # like a segfault in the decoder: no exception, the process is gone
+  return frame_cache.process_source(cache_root, key, path, kind, listed_frames, options)

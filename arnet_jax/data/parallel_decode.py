@@ -12,7 +12,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 import tqdm
 
@@ -30,13 +30,20 @@ def default_num_workers() -> int:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-  method = 'forkserver' if 'forkserver' in multiprocessing.get_all_start_methods() else 'spawn'
-  return multiprocessing.get_context(method)
+  if 'forkserver' not in multiprocessing.get_all_start_methods():
+    return multiprocessing.get_context('spawn')
+  ctx = multiprocessing.get_context('forkserver')
+  # The server imports the worker code (and with it TensorFlow, via the package)
+  # once; each worker is then a cheap fork of it rather than a fresh import.
+  ctx.set_forkserver_preload(['arnet_jax.data.frame_cache'])
+  return ctx
 
 
 def decode_all(sources: Sequence[Source], options: decode.FrameOptions,
                cache: frame_cache.FrameCache, num_workers: int | None = None,
-               progress: bool = True) -> dict[str, frame_cache.Outcome]:
+               progress: bool = True,
+               process_fn: Callable[..., frame_cache.Outcome] = frame_cache.process_source
+               ) -> dict[str, frame_cache.Outcome]:
   """Makes sure every source has a cached outcome.
 
   Args:
@@ -45,6 +52,7 @@ def decode_all(sources: Sequence[Source], options: decode.FrameOptions,
     cache: where results go (and come from on a resumed run).
     num_workers: worker processes; None = all cores; 1 = in this process.
     progress: show a tqdm bar on stderr.
+    process_fn: the per-source work (tests substitute a crashing one).
 
   Returns:
     {cache key: Outcome} for every source.
@@ -66,9 +74,9 @@ def decode_all(sources: Sequence[Source], options: decode.FrameOptions,
   try:
     if workers == 1 or len(args) <= 1:
       for a in args:
-        _record(outcomes, frame_cache.process_source(*a), bar)
+        _record(outcomes, process_fn(*a), bar)
     else:
-      _run_pool(args, workers, cache, outcomes, bar)
+      _run_pool(args, workers, cache, outcomes, bar, process_fn)
   finally:
     bar.close()
   return outcomes
@@ -82,28 +90,44 @@ def _record(outcomes: dict, outcome: frame_cache.Outcome, bar: tqdm.tqdm) -> Non
 
 
 def _run_pool(args: list[tuple], workers: int, cache: frame_cache.FrameCache,
-              outcomes: dict, bar: tqdm.tqdm) -> None:
-  """Runs `args` on a process pool; restarts the pool if a worker dies."""
+              outcomes: dict, bar: tqdm.tqdm, process_fn: Callable) -> None:
+  """Runs `args` on a process pool, surviving workers that die.
+
+  When a worker dies (e.g. the decoder crashed on a file), the results already
+  finished are in the cache; the sources that had started (an attempt marker
+  but no result) are the suspects. Each suspect is re-run alone, so a second
+  crash names its file, which is then recorded as skipped.
+  """
   pending = list(args)
   while pending:
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(pending)),
-                                                mp_context=_context()) as pool:
-      futures = {pool.submit(frame_cache.process_source, *a): a for a in pending}
-      try:
-        for future in concurrent.futures.as_completed(futures):
-          _record(outcomes, future.result(), bar)
-        pending = []
-      except concurrent.futures.process.BrokenProcessPool:
-        # A worker died (e.g. the decoder crashed on a file). Finished results
-        # are in the cache; the sources in flight have an attempt marked, and
-        # lookup() turns a source that crashed MAX_ATTEMPTS times into a skip.
-        pending = []
-        for a in futures.values():
-          key = a[1]
-          if key in outcomes:
-            continue
-          cached = cache.lookup(key)
-          if cached is None:
-            pending.append(a)
-          else:
-            _record(outcomes, cached, bar)
+    unfinished = _run_batch(pending, workers, cache, outcomes, bar, process_fn)
+    suspects = [a for a in unfinished if cache.attempts(a[1]) > 0]
+    for a in suspects:
+      if _run_batch([a], 1, cache, outcomes, bar, process_fn):
+        _record(outcomes, cache.store_failure(
+            a[1], 'decoder crashed: the worker process died on this file'), bar)
+    pending = [a for a in unfinished if a not in suspects]
+
+
+def _run_batch(args: list[tuple], workers: int, cache: frame_cache.FrameCache,
+               outcomes: dict, bar: tqdm.tqdm, process_fn: Callable) -> list[tuple]:
+  """Runs `args` on a fresh pool; returns those left without a result if the pool broke."""
+  with concurrent.futures.ProcessPoolExecutor(min(workers, len(args)),
+                                              mp_context=_context()) as pool:
+    futures = [pool.submit(process_fn, *a) for a in args]
+    try:
+      for future in concurrent.futures.as_completed(futures):
+        _record(outcomes, future.result(), bar)
+      return []
+    except concurrent.futures.process.BrokenProcessPool:
+      pass
+  unfinished = []
+  for a in args:
+    if a[1] in outcomes:
+      continue
+    cached = cache.lookup(a[1])  # finished, but not yet collected when the pool broke
+    if cached is None:
+      unfinished.append(a)
+    else:
+      _record(outcomes, cached, bar)
+  return unfinished
