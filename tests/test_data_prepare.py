@@ -103,6 +103,17 @@ def test_parallel_workers_give_the_same_dataset(tmp_path, capsys):
   assert int(train['clips/a0.mp4']['num_frames']) == 5
 
 
+def test_a_video_listed_twice_is_kept_once(tmp_path, capsys):
+  manual = h.custom_videos_dir(str(tmp_path / 'manual'))
+  with open(os.path.join(manual, 'train.csv'), 'a') as f:
+    f.write('clips/b0.mp4,bowling\n')
+  code, out = _run(capsys, '--dataset=custom', f'--manual_dir={manual}',
+                   f'--data_dir={tmp_path}/tfds', '--num_workers=1')
+  assert code == 0
+  assert out.out.strip().splitlines()[-1] == 'prepared 6, skipped 1 (duplicate: 1)'
+  assert f'already listed at {manual}/train.csv:3' in out.out
+
+
 def test_custom_frames_with_arnet_lists(tmp_path, capsys):
   manual = h.custom_frames_dir(str(tmp_path / 'manual'))
   data_dir = str(tmp_path / 'tfds')

@@ -157,7 +157,13 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     ready: dict[str, list[tuple[sources_lib.Source, str]]] = {}
     for split, split_sources in index.splits.items():
       ready[split] = []
+      first_listed: dict[str, str] = {}
       for source in split_sources:
+        if source.video_id in first_listed:  # TFDS keys must be unique within a split
+          report.add_skipped(split, source.video_id, source.path,
+                             f'duplicate: already listed at {first_listed[source.video_id]}')
+          continue
+        first_listed[source.video_id] = source.origin
         outcome = outcomes[cache.key(source.path, options)]
         for warning in outcome.warnings:
           report.add_warning(split, source.video_id, warning)

@@ -40,8 +40,11 @@ BUILDER_NAMES = {
     'demo': 'arnet_demo',
 }
 
-# Host-side input pipeline only: keep TensorFlow off any accelerator.
-tf.config.set_visible_devices([], 'GPU')
+# Host-side input pipeline only: keep TensorFlow off any accelerator (JAX owns it).
+try:
+  tf.config.set_visible_devices([], 'GPU')
+except RuntimeError:  # TensorFlow already initialised its devices; nothing to do then
+  pass
 
 
 def _data_root(data_config: ml_collections.ConfigDict) -> str:
