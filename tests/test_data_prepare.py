@@ -239,3 +239,31 @@ def test_demo_is_generated_without_manual_dir(tmp_path, capsys):
   example = next(iter(train.values()))
   assert int(example['num_frames']) == 16 and 3 <= example['evidence'].sum() <= 6
   assert np.asarray(example['evidence']).dtype == bool
+
+
+@pytest.mark.parametrize('dataset, lists, template, classes', [
+    ('activitynet', ('actnet_train_split.txt', 'actnet_val_split.txt'), 'image_{:05d}.jpg', 3),
+    ('fcvid', ('fcvid_train_split.txt', 'fcvid_val_split.txt'), 'image_{:05d}.jpg', 3),
+    ('mini_kinetics', ('mini_train_videofolder.txt', 'mini_val_videofolder.txt'), '{:05d}.jpg',
+     200),
+])
+def test_original_arnet_frame_layouts(tmp_path, capsys, dataset, lists, template, classes):
+  manual = tmp_path / dataset
+  if classes == 3:
+    h.write_text(str(manual / 'classInd.txt'), '\n'.join(h.CLASSES) + '\n')
+  h.write_frames(str(manual / 'frames/x/one'), 6, template=template)
+  h.write_frames(str(manual / 'frames/x/two'), 4, template=template)
+  if dataset == 'mini_kinetics':  # 'path num_frames label', one label
+    h.write_text(str(manual / lists[0]), 'x/one 6 2\n')
+    h.write_text(str(manual / lists[1]), 'x/two 4 1\n')
+  else:  # 'path,num_frames,label[,label...]'
+    h.write_text(str(manual / lists[0]), 'x/one,6,2,0\n')
+    h.write_text(str(manual / lists[1]), 'x/two,4,1\n')
+  code, out = _run(capsys, f'--dataset={dataset}', f'--manual_dir={manual}',
+                   f'--data_dir={tmp_path}/tfds', '--num_workers=1')
+  assert code == 0 and out.out.strip().endswith('prepared 2, skipped 0')
+  builder, train = _read(_dataset_dir(f'{tmp_path}/tfds', f'arnet_{dataset}',
+                                      'frames_step1_side256'), 'train')
+  assert builder.info.features['label'].num_classes == classes
+  assert int(train['x/one']['num_frames']) == 6
+  assert train['x/one']['labels'].tolist() == ([2] if dataset == 'mini_kinetics' else [0, 2])
