@@ -3,7 +3,7 @@ Mini-Kinetics and the user's own ('custom').
 
 Registered as arnet_activitynet, arnet_fcvid, arnet_mini_kinetics, arnet_custom
 when `arnet_jax.data` is imported. Preparation = read the annotation
-(`sources`), decode every video into the per-video frame cache in parallel
+(`annotations`), decode every video into the per-video frame cache in parallel
 (`parallel_decode`, resumable), then write the TFDS shards from the cache and
 the report (`report`) next to them.
 
@@ -29,6 +29,7 @@ import shutil
 import numpy as np
 import tensorflow_datasets as tfds
 
+from arnet_jax.data import annotations
 from arnet_jax.data import decode
 from arnet_jax.data import frame_cache
 from arnet_jax.data import parallel_decode
@@ -136,13 +137,13 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
   @property
   def work_dir(self) -> str:
-    """The per-video frame cache of this config: <data_dir>/<name>/<config>/_prepare_work-<version>."""
+    """The per-video frame cache: <data_dir>/<name>/<config>/_prepare_work-<version>."""
     return os.path.join(os.path.dirname(self.data_path), f'{WORK_DIR_PREFIX}{self.version}')
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = os.fspath(dl_manager.manual_dir)
     config: VideoConfig = self.builder_config
-    index = sources_lib.load_sources(self.DATASET, manual_dir, config.input_kind)
+    index = annotations.load_sources(self.DATASET, manual_dir, config.input_kind)
     self.info.features['label'].names = index.class_names
     self.info.features['labels'].feature.names = index.class_names
 

@@ -54,13 +54,13 @@ class FrameCNN(nn.Module):
 
 
 def nearest_resize(video: jax.Array, size: int) -> jax.Array:
-  """[B, T, S, S, 3] -> [B, T, size, size, 3], source index floor(i * S / size) (torch 'nearest')."""
+  """[B, T, S, S, 3] -> [B, T, size, size, 3]; source index floor(i * S / size), torch 'nearest'."""
   idx = (jnp.arange(size) * video.shape[2]) // size
   return video[:, :, idx][:, :, :, idx]
 
 
 def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
-  """AP of one class: mean precision at the rank of each positive (scores [N], positives bool [N])."""
+  """AP of one class: mean precision at each positive's rank (scores [N], positives bool [N])."""
   order = np.argsort(-scores, kind='stable')
   hits = positives[order]
   if not hits.any():

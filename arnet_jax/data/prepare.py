@@ -1,6 +1,7 @@
 """One command from files on disk to a ready TFDS dataset.
 
-  python -m arnet_jax.data.prepare --dataset=activitynet --manual_dir=/data/anet --data_dir=/data/tfds
+  python -m arnet_jax.data.prepare --dataset=activitynet \
+      --manual_dir=/data/anet --data_dir=/data/tfds
   python -m arnet_jax.data.prepare --dataset=demo --data_dir=/data/tfds
 
 Decodes in parallel over all cores with a progress bar. Interrupted? Run the
