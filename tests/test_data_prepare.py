@@ -267,3 +267,15 @@ def test_original_arnet_frame_layouts(tmp_path, capsys, dataset, lists, template
   assert builder.info.features['label'].num_classes == classes
   assert int(train['x/one']['num_frames']) == 6
   assert train['x/one']['labels'].tolist() == ([2] if dataset == 'mini_kinetics' else [0, 2])
+
+
+def test_builders_are_registered_with_tfds(tmp_path):
+  import arnet_jax.data  # pylint: disable=unused-import,g-import-not-at-top  (registers them)
+  for name, expected_file in (('arnet_activitynet', 'activity_net.v1-3.min.json'),
+                              ('arnet_fcvid', 'FCVID_Label.txt'),
+                              ('arnet_mini_kinetics', 'mini_train_videofolder.txt'),
+                              ('arnet_custom', 'train.csv')):
+    builder = tfds.builder(name, data_dir=str(tmp_path))
+    assert builder.builder_config.name.startswith('videos_fps')
+    assert expected_file in builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+  assert tfds.builder('arnet_demo/tiny', data_dir=str(tmp_path)).builder_config.num_train == 24
