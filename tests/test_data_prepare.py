@@ -279,3 +279,9 @@ def test_builders_are_registered_with_tfds(tmp_path):
     assert builder.builder_config.name.startswith('videos_fps')
     assert expected_file in builder.MANUAL_DOWNLOAD_INSTRUCTIONS
   assert tfds.builder('arnet_demo/tiny', data_dir=str(tmp_path)).builder_config.num_train == 24
+
+
+def test_manual_dir_is_required_except_for_the_demo(tmp_path, capsys):
+  code, out = _run(capsys, '--dataset=custom', f'--data_dir={tmp_path}')
+  assert code == 2
+  assert '--manual_dir is required for custom' in out.err and 'classInd.txt' in out.err

@@ -1,7 +1,6 @@
 """One command from files on disk to a ready TFDS dataset.
 
-  python -m arnet_jax.data.prepare --dataset=activitynet \
-      --manual_dir=/data/anet --data_dir=/data/tfds
+  python -m arnet_jax.data.prepare --dataset=fcvid --manual_dir=DIR --data_dir=DIR
   python -m arnet_jax.data.prepare --dataset=demo --data_dir=/data/tfds
 
 Decodes in parallel over all cores with a progress bar. Interrupted? Run the
@@ -59,8 +58,9 @@ def prepare(args: argparse.Namespace) -> report_lib.PrepareReport | dict:
     builder = demo.ensure_demo_dataset(args.data_dir, args.demo_config)
     return report_lib.read_report(builder.data_path)
   if not args.manual_dir:
-    raise SystemExit(f'--manual_dir is required for {args.dataset}. It must hold:\n'
-                     + sources.layout_text(args.dataset))
+    raise sources.ManualDirError(
+        f'--manual_dir is required for {args.dataset}. It must hold:\n'
+        + sources.layout_text(args.dataset))
   kind = args.input_kind or sources.detect_input_kind(args.dataset, args.manual_dir)
   cls = builders.BUILDERS[args.dataset]
   config = cls.make_config(
