@@ -1,0 +1,1 @@
+"""Benchmarks, each run as `python -m arnet_jax.bench.<name>`."""
