@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import data_helpers as h
-from arnet_jax.data import config as config_lib
+from arnet_jax import defaults
 from arnet_jax.data import demo
 from arnet_jax.data import pipeline
 from arnet_jax.data import prepare
@@ -22,7 +22,7 @@ NUM_CLASSES = 4  # the 'tiny' demo
 def demo_config(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   demo.ensure_demo_dataset(data_dir, 'tiny')
-  cfg = config_lib.get_config('demo')
+  cfg = defaults.data_config('demo')
   cfg.data_dir = data_dir
   cfg.builder_config = 'tiny'
   return cfg
@@ -150,7 +150,7 @@ def test_multi_label_videos_give_multi_hot_rows(tmp_path):
   manual = h.custom_frames_dir(str(tmp_path / 'manual'))
   prepare.main(['--dataset=custom', f'--manual_dir={manual}', f'--data_dir={tmp_path}/tfds',
                 '--num_workers=1', '--no_progress'])
-  cfg = config_lib.get_config('custom')
+  cfg = defaults.data_config('custom')
   cfg.data_dir = f'{tmp_path}/tfds'
   cfg.image_size = 32
   cfg.num_frames = 4
@@ -175,7 +175,7 @@ def test_errors_are_explicit(demo_config, tmp_path):
     pipeline.create_split(demo_config, 'test', batch_size=4, train=False, num_classes=4)
   with pytest.raises(ValueError, match='fewer than its batch size 32'):
     pipeline.create_split(demo_config, 'train', batch_size=32, train=True, num_classes=4)
-  missing = config_lib.get_config('fcvid')
+  missing = defaults.data_config('fcvid')
   missing.data_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match='python -m arnet_jax.data.prepare --dataset=fcvid'):
     pipeline.get_builder(missing)

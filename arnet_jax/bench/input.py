@@ -26,7 +26,7 @@ import time
 import av
 import numpy as np
 
-from arnet_jax.data import config as config_lib
+from arnet_jax import defaults
 from arnet_jax.data import demo
 from arnet_jax.data import parallel_decode
 from arnet_jax.data import pipeline
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
     # Demo: 64 px, frames stored at 73 x 97.
     with contextlib.redirect_stdout(io.StringIO()):
       demo.ensure_demo_dataset(tmp, 'default')
-    cfg = config_lib.get_config('demo')
+    cfg = defaults.data_config('demo')
     cfg.data_dir = tmp
     for name, split, train in (('demo_train', 'train', True), ('demo_eval', 'validation', False)):
       rate = clips_per_second(cfg, split, train, 10, args.batch_size, args.num_batches)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict:
     frames = args.videos * int(args.seconds * 25)
     result['mp4_prepare_videos_per_s_per_core'] = round(args.videos / elapsed / cores, 2)
     result['mp4_prepare_frames_per_s_per_core'] = round(frames / elapsed / cores, 1)
-    cfg = config_lib.get_config('custom')
+    cfg = defaults.data_config('custom')
     cfg.data_dir = tmp
     for name, split, train in (('mp4_train', 'train', True), ('mp4_eval', 'validation', False)):
       rate = clips_per_second(cfg, split, train, 2, args.batch_size, args.num_batches)

@@ -10,7 +10,6 @@ from arnet_jax.data.builders import ArnetActivitynet
 from arnet_jax.data.builders import ArnetCustom
 from arnet_jax.data.builders import ArnetFcvid
 from arnet_jax.data.builders import ArnetMiniKinetics
-from arnet_jax.data.config import get_config
 from arnet_jax.data.demo import ArnetDemo
 from arnet_jax.data.demo import ensure_demo_dataset
 from arnet_jax.data.pipeline import create_split

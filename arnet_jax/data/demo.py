@@ -5,7 +5,8 @@ frames, readable at 64 pixels but not at 24, while its yellow pad is visible
 at 24 (see `demo_video` for the design, `demo_properties` for the measured
 consequences). Frames are JPEG quality 95 without chroma subsampling, which
 keeps the 1-pixel glyph cells intact. The demo's data config crops at scale
-0.875 only (a 64 x 64 crop, never resampled; see `config.get_config('demo')`).
+0.875 only (a 64 x 64 crop, never resampled; see
+`arnet_jax.defaults.data_config('demo')`).
 
 Configs: 'default' (10 classes, 600 train / 200 validation videos) and 'tiny'
 (4 classes, 24 / 12, for tests and smoke runs).

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from arnet_jax.data import config as config_lib
+from arnet_jax import defaults
 from arnet_jax.data import demo
 from arnet_jax.data import pipeline
 
@@ -81,7 +81,7 @@ def run(data_dir: str | None, epochs: int, batch_size: int, seed: int,
   """Trains one FrameCNN per resolution; returns the measured mAPs and timings."""
   start = time.time()
   demo.ensure_demo_dataset(data_dir)
-  cfg = config_lib.get_config('demo')
+  cfg = defaults.data_config('demo')
   cfg.data_dir = data_dir
   cfg.image_size = TOP
   num_classes = pipeline.get_builder(cfg).info.features['label'].num_classes
