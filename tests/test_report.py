@@ -3,13 +3,15 @@ PNGs' sizes, and the policy strips showing each frame as its backbone saw it."""
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
 from arnet_jax import data as data_lib
-from arnet_jax import metrics, models
+from arnet_jax import metrics, models, train
 from arnet_jax.tools import charts, policy_strips, report
 
 NAMES = ('resnet50@64', 'resnet34@48', 'resnet18@32', 'policy@24', 'skip1', 'skip2', 'skip4')
@@ -87,7 +89,7 @@ def written(recipe_dir):
 
 def test_runs_are_labelled_by_recipe_row_or_folder(recipe_dir):
   runs = {r.label: r for r in report.collect_runs([recipe_dir[0]])}
-  assert sorted(runs) == ['AR-Net', 'Uniform', 'finetune']
+  assert list(runs) == ['finetune', 'Uniform', 'AR-Net']  # stages, then the table's rows
   assert runs['AR-Net'].predictions_path.endswith('baselines/arnet/eval/predictions.npz')
   assert runs['finetune'].predictions_path is None
   assert report.choose_run(list(runs.values())).label == 'AR-Net'
@@ -106,8 +108,9 @@ def test_three_pngs_are_written_with_the_expected_pixel_sizes(written):
   sizes = {name: Image.open(os.path.join(workdir, 'report', f'{name}.png')).size
            for name in ('gflops_map', 'action_usage', 'policy_strips')}
   assert sizes['gflops_map'] == (900, 620)
-  # 3 runs, 4 classes: 100 px per inch of (0.45 * 3 + 1.3) + (0.32 * 4 + 1.5) + 1.2.
-  assert sizes['action_usage'] == (1200, 663)
+  # 2 runs ('AR-Net = finetune', 'Uniform'), 4 classes: 100 px per inch of
+  # (0.45 * 2 + 1.3) + (0.32 * 4 + 1.5) + 1.2.
+  assert sizes['action_usage'] == (1200, 618)
   # 16 frames of 128 px (64 px crops doubled) 4 px apart, 16 px margins; 3 videos of
   # 24 + 17 px text + 7 + 128 + 7 px strip + 18 px gap, under a 92 px header.
   assert sizes['policy_strips'] == (16 * 128 + 15 * 4 + 32, 92 + 3 * 201 + 16)
@@ -121,9 +124,9 @@ def test_gflops_map_plots_the_evaluation_json_numbers(written):
   with open(os.path.join(workdir, 'finetune', 'eval', 'metrics.json')) as f:
     finetune = json.load(f)
   plotted = {label: (g, m) for label, g, m in result['gflops_map']['runs']}
-  assert plotted['Uniform'] == (uniform['gflops_per_video'], uniform['mAP'])
   # The fine-tuning stage and the AR-Net row evaluate the same checkpoint: one point.
-  assert plotted['AR-Net = finetune'] == (finetune['gflops_per_video'], finetune['mAP'])
+  assert plotted == {'Uniform': (uniform['gflops_per_video'], uniform['mAP']),
+                     'AR-Net = finetune': (finetune['gflops_per_video'], finetune['mAP'])}
   assert result['gflops_map']['paper'] == []
 
 
@@ -147,7 +150,7 @@ def test_action_usage_plots_the_evaluation_json_shares(written):
   with open(os.path.join(workdir, 'baselines', 'arnet', 'eval', 'metrics.json')) as f:
     arnet = json.load(f)['action_usage']
   assert usage['actions'] == list(NAMES)  # highest resolution first, then skips
-  assert usage['overall']['AR-Net'] == arnet
+  assert usage['overall']['AR-Net = finetune'] == arnet
   assert usage['overall']['Uniform'] == {n: float(n == 'resnet50@64') for n in NAMES}
 
 
@@ -290,3 +293,45 @@ def test_without_predictions_the_charts_are_still_written(tmp_path):
   result = report.write_report(str(tmp_path))
   assert sorted(result) == ['action_usage', 'gflops_map']
   assert sorted(os.listdir(tmp_path / 'report')) == ['action_usage.png', 'gflops_map.png']
+
+
+def test_run_folders_name_the_model_variants():
+  assert report.VARIANTS == models.VARIANTS
+  assert report.STAGES == train.STAGES
+  run = report.Run('x', os.path.join('w', 'baselines', 'random', 'eval'), {})
+  assert run.variant == 'random'
+  assert report.Run('x', os.path.join('w', 'random', 'eval'), {}).variant is None
+
+
+def test_many_classes_show_the_extremes_of_top_resolution_use(tmp_path):
+  actions = np.zeros((50, T, len(NAMES)))
+  for c in range(50):  # class c takes the top resolution on c of... frames, the rest resnet18
+    actions[c, :, 0] = np.arange(T) < c % (T + 1)
+    actions[c, :, 2] = 1 - actions[c, :, 0]
+  usage, videos = charts.per_class_usage(actions, np.arange(50), 50)
+  result = charts.plot_action_usage(
+      {'AR-Net': dict(zip(NAMES, actions.mean((0, 1))))}, str(tmp_path / 'u.png'),
+      per_class=('AR-Net', usage, videos, [f'c{i}' for i in range(50)], list(NAMES)),
+      max_classes=10)
+  top = sorted(result['per_class'], key=lambda c: -result['per_class'][c]['resnet50@64'])
+  assert len(top) == 10
+  assert result['per_class'][top[0]]['resnet50@64'] == 1.0
+  assert result['per_class'][top[-1]]['resnet50@64'] == 0.0
+
+
+@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')  # ml_collections
+def test_command_line_writes_the_report(recipe_dir, tmp_path, monkeypatch):
+  workdir, config = recipe_dir
+  out = tmp_path / 'out'
+  flag_values = flags.FlagValues()
+  report.define_flags(flag_values)
+  monkeypatch.chdir(os.path.join(os.path.dirname(__file__), '..'))
+  argv = ['report', f'--workdir={workdir}', f'--out={out}', '--paper_points', '--num_videos=2',
+          '--config=configs/demo.py', f'--config.data.data_dir={config.data.data_dir}',
+          '--config.data.builder_config=tiny', '--config.model.num_classes=4']
+  monkeypatch.setattr(sys, 'argv', argv)  # config_flags finds its overrides in sys.argv
+  flag_values(argv)
+  report.run_from_flags(flag_values)
+  assert sorted(os.listdir(out)) == ['action_usage.png', 'gflops_map.png', 'policy_strips.png']
+  assert Image.open(out / 'gflops_map.png').size == (1500, 620)
+  assert Image.open(out / 'policy_strips.png').size[1] == 92 + 2 * 201 + 16

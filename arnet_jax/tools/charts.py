@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 DPI = 100
 
@@ -129,7 +130,7 @@ def plot_gflops_map(points: Sequence[Point], path: str, *, paper_points: bool = 
   fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout='constrained')
   axes = fig.subplots(1, 2 if two_panels else 1, squeeze=False)[0]
   ax = axes[0]
-  _scatter_runs(ax, merged, set_limits=not shared)
+  labels = _scatter_runs(ax, merged, set_limits=not shared)
   ax.set_title((title or 'Runs found') + ('\nwith the published ActivityNet-v1.3 results (paper '
                                           'Tables 1-2)' if shared else ''), fontsize=12)
   plotted_paper = []
@@ -148,28 +149,56 @@ def plot_gflops_map(points: Sequence[Point], path: str, *, paper_points: bool = 
     if a.get_legend_handles_labels()[0]:
       a.legend(fontsize=9, loc='lower right')
   fig.suptitle('Accuracy against computation per video', fontsize=14)
+  _declutter(fig, ax, labels)
   fig.savefig(path, dpi=DPI)
   return dict(runs=[(p.label, p.gflops_per_video, p.mAP) for p in merged],
               paper=plotted_paper, size=size)
 
 
-def _scatter_runs(ax, points: Sequence[Point], set_limits: bool = True) -> None:
+def _scatter_runs(ax, points: Sequence[Point], set_limits: bool = True) -> list:
   colours = colormaps['tab10']
+  labels = []
   for i, p in enumerate(points):
-    ax.scatter([p.gflops_per_video], [p.mAP], s=70, color=colours(i % 10), zorder=3,
-               edgecolor='black', linewidth=0.6)
-    ax.annotate(p.label, (p.gflops_per_video, p.mAP), xytext=(7, 5 - 12 * (i % 2)),
-                textcoords='offset points', fontsize=10, weight='bold')
+    colour = colours(i % 10)
+    ax.scatter([p.gflops_per_video], [p.mAP], s=70, color=colour, zorder=3, edgecolor='black',
+               linewidth=0.6)
+    # In the point's colour, with a leader line once `_declutter` moves it away.
+    labels.append(ax.annotate(
+        p.label, (p.gflops_per_video, p.mAP), xytext=(7, -4), textcoords='offset points',
+        fontsize=10, weight='bold', color=colour, arrowprops=dict(
+            arrowstyle='-', color=colour, lw=0.7, shrinkA=1, shrinkB=5, relpos=(0, 0.5))))
   if points and set_limits:
     xs = np.array([p.gflops_per_video for p in points])
     ys = np.array([p.mAP for p in points])
-    # Room on the right for the labels, and a y range of at least 10 points.
-    x_pad = max(xs.max() - xs.min(), xs.max() * 0.2)
-    ax.set_xlim(min(0.0, xs.min()), xs.max() + 0.45 * x_pad)
+    # From zero, room on the right for the labels, and a y range of at least 10 points.
+    ax.set_xlim(min(0.0, xs.min()), max(1.45 * xs.max(), 1e-9))
     mid, half = (ys.max() + ys.min()) / 2, max(5.0, 0.6 * (ys.max() - ys.min()))
     ax.set_ylim(max(0.0, mid - half), min(100.0, mid + half) + 2)
   elif not points:
     ax.text(0.5, 0.5, 'no evaluated runs found', ha='center', transform=ax.transAxes)
+  return labels
+
+
+def _declutter(fig, ax, labels: list) -> None:
+  """Moves run labels that would overlap another (or leave the axes on the right) to the left
+  of their point, then downwards, until none overlap."""
+  if not labels:
+    return
+  fig.draw_without_rendering()  # the final layout, so label extents are final
+  inside = ax.get_window_extent()
+  text_box = lambda a: Text.get_window_extent(a)  # the text alone, without its leader line
+  placed = []
+  for label in sorted(labels, key=lambda a: -a.xy[1]):
+    if text_box(label).x1 > inside.x1:
+      label.set_horizontalalignment('right')
+      label.arrowprops['relpos'] = (1, 0.5)
+      label.xyann = (-7, label.xyann[1])
+    for _ in range(50):
+      box = text_box(label).expanded(1.0, 1.1)
+      if not any(box.overlaps(other) for other in placed):
+        break
+      label.xyann = (label.xyann[0], label.xyann[1] - 4)
+    placed.append(text_box(label))
 
 
 def _scatter_paper(ax) -> list[tuple]:
@@ -246,10 +275,12 @@ def plot_action_usage(overall: dict[str, dict[str, float]], path: str, *,
   axes[0].set_title('Share of frames taking each action, per run', fontsize=12, loc='left')
   plotted_classes = {}
   if class_rows:
-    run = per_class[0]
+    run, shown, present = per_class[0], len(class_rows), int((per_class[2] > 0).sum())
     _stacked_bars(axes[1], [(f'{c}  (n={n})', s) for c, n, s in class_rows], names, colours)
-    axes[1].set_title(f'Per true class, {run} (sorted by share of {names[0]})', fontsize=12,
-                      loc='left')
+    which = ('' if shown == present else f'; the {shown // 2} classes using it most and the '
+             f'{shown - shown // 2} using it least, of {present}')
+    axes[1].set_title(f'Per true class (n videos), {run}: sorted by share of {names[0]}{which}',
+                      fontsize=12, loc='left')
     plotted_classes = {c: s for c, _, s in class_rows}
   handles = [_patch(colours[n]) for n in names]
   fig.legend(handles, names, loc='outside upper center', ncol=min(len(names), 8), fontsize=10,

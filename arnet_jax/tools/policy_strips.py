@@ -193,40 +193,41 @@ def plot_policy_strips(clips: Sequence[Clip], actions: np.ndarray, decided: np.n
   strips = [strip_array(c.frames, actions[i], names, colours, resize_method=resize_method,
                         evidence=c.evidence) for i, c in enumerate(clips)]
   labels = [frame_labels(actions[i], decided[i], names) for i in range(len(clips))]
-  margin, header, title_h, caption_h, row_gap = 16, 92, 24, 17, 18
+  d = display_size(clips[0].frames.shape[1]) if clips else MIN_DISPLAY
+  k = d / MIN_DISPLAY  # text grows with the frames, so it stays readable when viewed scaled down
+  px = lambda v: int(round(v * k))
+  margin, header, title_h, caption_h, row_gap = px(16), px(92), px(24), px(17), px(18)
   strip_w = max((s.shape[1] for s in strips), default=600)
   row_h = title_h + caption_h + (strips[0].shape[0] if strips else 0) + row_gap
   width, height = strip_w + 2 * margin, header + row_h * len(clips) + margin
   fig = Figure(figsize=(width / charts.DPI, height / charts.DPI), dpi=charts.DPI)
-  text = lambda x, y, s, **kw: fig.text(x / width, 1 - y / height, s, va='top', **kw)
-  text(margin, 8, title or 'Policy decisions', fontsize=14, weight='bold')
-  text(margin, 34, 'Each frame is drawn at the resolution its backbone processed it at (blocky '
-       '= low resolution); faded grey frames were skipped. Caption and colour bar: the action '
-       '(backbone@input pixels, or skip k frames).',
-       fontsize=11)
-  text(margin, 59, 'Actions:', fontsize=10)
+  text = lambda x, y, s, size, **kw: fig.text(x / width, 1 - y / height, s, va='top',
+                                              fontsize=size * k, **kw)
+  text(margin, px(8), title or 'Policy decisions', 14, weight='bold')
+  text(margin, px(34), 'Each frame is drawn at the resolution its backbone processed it at '
+       '(blocky = low resolution); faded grey frames were skipped. Caption and colour bar: the '
+       'action (backbone@input pixels, or skip k frames).', 11)
+  text(margin, px(59), 'Actions:', 10)
   ordered = charts.action_order(names)
   fig.legend([Patch(facecolor=colours[n]) for n in ordered], ordered, loc='upper left',
-             bbox_to_anchor=((margin + 62) / width, 1 - 55 / height), ncol=len(ordered),
-             frameon=False, fontsize=10, handlelength=1.4, columnspacing=1.6, borderpad=0,
+             bbox_to_anchor=((margin + px(62)) / width, 1 - px(55) / height), ncol=len(ordered),
+             frameon=False, fontsize=10 * k, handlelength=1.4, columnspacing=1.6, borderpad=0,
              borderaxespad=0)
   if any(c.evidence is not None for c in clips):
-    text(width - margin, 58, 'red bar under a frame: the frame shows the class evidence '
-         '(demo data)', fontsize=10, ha='right', color='#b71c1c')
+    text(width - margin, px(58), 'red bar under a frame: the frame shows the class evidence '
+         '(demo data)', 10, ha='right', color='#b71c1c')
   origins = []
   for i, (clip, strip) in enumerate(zip(clips, strips)):
     top = header + i * row_h
     ok = int(predicted[i]) == clip.label
-    processed = sum(lab != 'skipped' and not lab.startswith('skip') for lab in labels[i])
-    text(margin, top, f'{clip.video_id}   true: {class_names[clip.label]}   ', fontsize=12,
-         weight='bold')
+    processed = sum(any(resolution_of(n) is not None for n, x in zip(names, a) if x)
+                    for a in np.asarray(actions[i]) > 0.5)
+    text(margin, top, f'{clip.video_id}   true: {class_names[clip.label]}', 12, weight='bold')
     text(margin + strip_w, top, f'predicted: {class_names[int(predicted[i])]} '
          f'{"(correct)" if ok else "(wrong)"}   \u2022   {processed}/{len(labels[i])} frames '
-         'processed', fontsize=12, weight='bold', ha='right',
-         color='#1a7f37' if ok else '#c62828')
-    d = display_size(clip.frames.shape[1])
+         'processed', 12, weight='bold', ha='right', color='#1a7f37' if ok else '#c62828')
     for t, lab in enumerate(labels[i]):
-      text(margin + frame_left(t, d) + d / 2, top + title_h, lab, fontsize=10, ha='center',
+      text(margin + frame_left(t, d) + d / 2, top + title_h, lab, 10, ha='center',
            color='#777777' if lab == 'skipped' else 'black',
            style='italic' if lab == 'skipped' else 'normal')
     y0 = top + title_h + caption_h

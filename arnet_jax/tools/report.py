@@ -27,12 +27,14 @@ from typing import Sequence
 
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 from arnet_jax.tools import charts, policy_strips
 
-RECIPE_ROWS = {'uniform': 'Uniform', 'random': 'Random policy', 'multiscale': 'Multi-Scale',
-               'arnet': 'AR-Net'}
+# train.STAGES and models.VARIANTS, without importing Flax and TensorFlow to collect runs.
+STAGES = ('warmup', 'joint', 'finetune')
+VARIANTS = ('arnet', 'random', 'resolution_only', 'skip_only', 'multiscale', 'uniform', 'lstm')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +57,9 @@ class Run:
     """The model variant when the folder says it (recipe baselines: baselines/<variant>/eval)."""
     if self.directory is None:
       return None
-    parent = os.path.basename(os.path.dirname(os.path.normpath(self.directory)))
-    return parent if parent in RECIPE_ROWS or parent in ('resolution_only', 'skip_only',
-                                                         'lstm') else None
+    run_dir = os.path.dirname(os.path.normpath(self.directory))
+    parent, name = os.path.split(run_dir)
+    return name if os.path.basename(parent) == 'baselines' and name in VARIANTS else None
 
 
 def collect_runs(workdirs: Sequence[str]) -> list[Run]:
@@ -65,7 +67,8 @@ def collect_runs(workdirs: Sequence[str]) -> list[Run]:
 
   A recipe's results.json rows name the baseline folders they were evaluated in; such a folder is
   labelled by its row ('AR-Net'), and a row whose folder is missing is kept on its own. With
-  several workdirs, labels start with the workdir's name.
+  several workdirs, labels start with the workdir's name. Order: per workdir, the training stages
+  (warm-up, joint, fine-tune), then the recipe's rows in their table order, then the rest.
   """
   runs = []
   for workdir in workdirs:
@@ -79,19 +82,39 @@ def collect_runs(workdirs: Sequence[str]) -> list[Run]:
           metrics = json.load(f)
         rel = os.path.relpath(os.path.dirname(root), workdir)
         label = os.path.basename(os.path.abspath(workdir)) if rel == '.' else rel
-        found.append(Run(prefix + label, root, metrics))
-    results = os.path.join(workdir, 'results.json')
-    if os.path.exists(results):
-      with open(results) as f:
+        found.append(Run(label, root, metrics))
+    rows = {}
+    if os.path.exists(os.path.join(workdir, 'results.json')):
+      with open(os.path.join(workdir, 'results.json')) as f:
         rows = json.load(f).get('rows', {})
       for name, metrics in rows.items():
-        same = [i for i, r in enumerate(found) if r.metrics == metrics]
+        same = [i for i, r in enumerate(found) if _same(r.metrics, metrics)]
         if same:
-          found[same[0]] = dataclasses.replace(found[same[0]], label=prefix + name)
+          found[same[0]] = dataclasses.replace(found[same[0]], label=name)
         else:
-          found.append(Run(prefix + name, None, metrics))
-    runs += found
+          found.append(Run(name, None, metrics))
+    order = {name: i for i, name in enumerate(STAGES + tuple(rows))}
+    found.sort(key=lambda r: order.get(r.label, len(order)))  # stable: the rest keep walk order
+    runs += [dataclasses.replace(r, label=prefix + r.label) for r in found]
   return runs
+
+
+def merge_same_results(runs: Sequence[Run]) -> list[tuple[str, dict]]:
+  """(label, metrics) with runs of the same mAP, GFLOPs and action usage (a stage's final
+  evaluation and the recipe row evaluating its checkpoint) merged: 'AR-Net = finetune'."""
+  merged: dict[str, tuple[list[str], dict]] = {}
+  for r in runs:
+    key = json.dumps([r.metrics.get(k) for k in ('mAP', 'gflops_per_video', 'action_usage')],
+                     sort_keys=True)
+    merged.setdefault(key, ([], r.metrics))[0].append(r.label)
+  is_stage = lambda label: label.split(': ')[-1] in STAGES  # the table's name first
+  return [(' = '.join(sorted(labels, key=is_stage)), metrics)
+          for labels, metrics in merged.values()]
+
+
+def _same(a: dict, b: dict) -> bool:
+  """Equal metrics, NaN included (as JSON text)."""
+  return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def choose_run(runs: Sequence[Run], label: str | None = None) -> Run | None:
@@ -139,7 +162,8 @@ def run_config(run: Run, config: ml_collections.ConfigDict | None,
 
 
 def usage_figure(runs: Sequence[Run], chosen: Run | None, config, path: str) -> dict:
-  overall = {r.label: r.metrics['action_usage'] for r in runs if 'action_usage' in r.metrics}
+  overall = {label: m['action_usage'] for label, m in merge_same_results(runs)
+             if 'action_usage' in m}
   per_class = None
   if chosen is not None and chosen.predictions_path and config is not None:
     from arnet_jax import models  # pylint: disable=g-import-not-at-top
@@ -179,9 +203,11 @@ def strips_figure(run: Run, config: ml_collections.ConfigDict, path: str,
       raise ValueError(f'Video {clip.video_id} (eval index {clip.index}) has label {clip.label} '
                        f'in the dataset but {int(p["label"][r])} in {run.predictions_path}: '
                        'the predictions are of another dataset.')
-  title = (f'Policy decisions of {run.label}: {config.data.name} '
-           f'{config.data.get("builder_config") or ""} {config.data.eval_split} split, '
-           f'{len(clips)} of {len(p["label"])} videos')
+  m = run.metrics
+  title = (f'Policy decisions of {run.label} (mAP {m.get("mAP", float("nan")):.1f}%, '
+           f'{m.get("gflops_per_video", float("nan")):.4g} GFLOPs per video): '
+           f'{config.data.name} {config.data.get("builder_config") or ""} '
+           f'{config.data.eval_split} split, {len(clips)} of {len(p["label"])} videos')
   return policy_strips.plot_policy_strips(
       clips, p['actions'][rows], p['decided'][rows], p['logits'][rows].argmax(-1), names,
       class_names(config), path, resize_method=config.model.resize, title=title)
@@ -210,15 +236,16 @@ def write_report(workdirs: str | Sequence[str], config: ml_collections.ConfigDic
       logging.warning('Could not read the config of %s (%s); pass --config.', chosen.label, e)
   written = {}
   title = ', '.join(os.path.basename(os.path.abspath(w)) for w in workdirs)
-  points = [charts.Point(r.label, r.metrics['gflops_per_video'], r.metrics['mAP'])
-            for r in runs if 'gflops_per_video' in r.metrics and 'mAP' in r.metrics]
+  points = [charts.Point(label, m['gflops_per_video'], m['mAP'])
+            for label, m in merge_same_results(runs) if 'gflops_per_video' in m and 'mAP' in m]
   written['gflops_map'] = charts.plot_gflops_map(
       points, os.path.join(out, 'gflops_map.png'), paper_points=paper_points,
       title=f'Runs in {title}')
   written['action_usage'] = usage_figure(runs, chosen, cfg, os.path.join(out, 'action_usage.png'))
   if chosen is None or not chosen.predictions_path:
-    logging.warning('No predictions.npz under %s: policy_strips.png needs an evaluation by '
-                    'config.mode=eval or a recipe.', workdirs)
+    logging.warning('No predictions.npz %s: policy_strips.png needs one, written by an '
+                    'evaluation (config.mode=eval) or a recipe.',
+                    f'for {chosen.label}' if chosen else f'under {workdirs}')
   elif cfg is None:
     logging.warning('No config for %s: pass --config to draw policy_strips.png.', chosen.label)
   else:
@@ -243,25 +270,26 @@ def maybe_write_report(workdir: str, config: ml_collections.ConfigDict) -> dict 
     return None
 
 
-def main(argv):
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  f = flags.FLAGS
-  write_report(f.workdir, f.config, out=f.out, num_videos=f.num_videos,
-               paper_points=f.paper_points, run=f.run, data_dir=f.data_dir)
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The command line's flags (on `flag_values`, so tests can parse their own)."""
+  kw = dict(flag_values=flag_values)
+  flags.DEFINE_multi_string('workdir', None, 'A workdir to collect runs from (repeatable).', **kw)
+  config_flags.DEFINE_config_file('config', None, 'Config of the run drawn in the strips, when '
+                                  'its checkpoint is not at hand.', lock_config=False, **kw)
+  flags.DEFINE_string('out', None, 'Output folder (default: <first workdir>/report).', **kw)
+  flags.DEFINE_integer('num_videos', 6, 'Videos in policy_strips.png.', **kw)
+  flags.DEFINE_bool('paper_points', False, "Also plot the paper's ActivityNet points.", **kw)
+  flags.DEFINE_string('run', None, 'Label of the run for the strips and per-class usage '
+                      '(default: the AR-Net run).', **kw)
+  flags.DEFINE_string('data_dir', None, 'Override config.data.data_dir for the strips.', **kw)
+  flags.mark_flags_as_required(['workdir'], flag_values=flag_values)
+
+
+def run_from_flags(f: flags.FlagValues) -> dict:
+  return write_report(f.workdir, f.config, out=f.out, num_videos=f.num_videos,
+                      paper_points=f.paper_points, run=f.run, data_dir=f.data_dir)
 
 
 if __name__ == '__main__':
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_multi_string('workdir', None, 'A workdir to collect runs from (repeatable).')
-  config_flags.DEFINE_config_file('config', None, 'Config of the run drawn in the strips, when '
-                                  'its checkpoint is not at hand.', lock_config=False)
-  flags.DEFINE_string('out', None, 'Output folder (default: <first workdir>/report).')
-  flags.DEFINE_integer('num_videos', 6, 'Videos in policy_strips.png.')
-  flags.DEFINE_bool('paper_points', False, "Also plot the paper's ActivityNet points.")
-  flags.DEFINE_string('run', None, 'Label of the run for the strips and per-class usage '
-                      '(default: the AR-Net run).')
-  flags.DEFINE_string('data_dir', None, 'Override config.data.data_dir for the strips.')
-  flags.mark_flags_as_required(['workdir'])
-  app.run(main)
+  define_flags()
+  app.run(lambda argv: run_from_flags(flags.FLAGS) and None)
