@@ -7,6 +7,7 @@ import os
 os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=1')
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 
 from arnet_jax import defaults  # pylint: disable=wrong-import-position
@@ -24,6 +25,26 @@ def tiny_model_config(**overrides):
   model.dropout = 0.0
   model.update(overrides)
   return model
+
+
+def random_variables(model, video, seed=0):
+  """Random variables of `model`'s shapes for input `video`, drawn on the host.
+
+  `jax.jit(model.init)` compiles the whole forward pass (~20 s for the paper's networks);
+  `eval_shape` only traces it. Kernels are LeCun-normal; batch-norm statistics and affine
+  parameters are random around the identity, so the normalisation is exercised too.
+  """
+  rng = np.random.default_rng(seed)
+
+  def draw(path, x):
+    name = path[-1].key
+    if name in ('scale', 'var'):
+      return rng.uniform(0.5, 1.5, x.shape).astype(np.float32)
+    if name in ('bias', 'mean'):
+      return rng.normal(0.0, 0.1, x.shape).astype(np.float32)
+    return rng.normal(0.0, int(np.prod(x.shape[:-1])) ** -0.5, x.shape).astype(np.float32)
+  init_rngs = {'params': jax.random.key(0), 'gumbel': jax.random.key(1)}
+  return jax.tree_util.tree_map_with_path(draw, jax.eval_shape(model.init, init_rngs, video))
 
 
 @pytest.fixture

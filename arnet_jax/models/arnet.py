@@ -139,14 +139,15 @@ class ARNet(nn.Module):
         b, t, r, r, -1)
 
   def decide(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
-             forced: jax.Array | None = None,
-             noise: jax.Array | None = None) -> policy_lib.PolicyTrace:
+             forced: jax.Array | None = None, noise: jax.Array | None = None,
+             features: jax.Array | None = None) -> policy_lib.PolicyTrace:
     """Runs only the policy: `[B, T, H, W, 3]` -> PolicyTrace.
 
     Decisions depend only on the policy network, which is what lets sparse inference decide
     first and run the backbones afterwards. `noise` (`[B, T, A]` standard Gumbel) replaces the
     'gumbel' rng stream; data-parallel training draws it for the global batch so that the
-    samples do not depend on the number of devices.
+    samples do not depend on the number of devices. `features` (`[B, T, F]`, the policy CNN's
+    on `policy_frames(video)`) skips the CNN: sparse inference runs it in chunks of frames.
     """
     b, t = video.shape[:2]
     a = self.action_space.num_actions
@@ -160,8 +161,9 @@ class ARNet(nn.Module):
       noise = None
     elif noise is None:
       noise = policy_lib.gumbel_noise(self.make_rng('gumbel'), (b, t, a))
-    trace = self.policy(self.policy_frames(video), train=train, sampling=sampling, noise=noise,
-                        tau=tau, forced=forced)
+    if features is None:
+      features = self.policy.embed(self.policy_frames(video), train)
+    trace = self.policy.decide(features, sampling=sampling, noise=noise, tau=tau, forced=forced)
     if self.policy_mode == 'all':  # skip actions, if any, are never taken
       r = self.action_space.num_resolution_actions
       actions = jnp.zeros((b, t, a)).at[..., :r].set(1.0)

@@ -19,7 +19,9 @@ The decisions depend only on the policy network, so inference runs in three step
 
 Padded bucket slots read a real frame (so no NaN can appear) and their logits are dropped by the
 scatter. Compiled calls are cached by shape, so an evaluation compiles `decide` and `combine` once
-per batch shape and a bucket function once per (backbone, capacity) it meets.
+per batch shape and a bucket function once per (backbone, capacity) it meets: with 'binary' or
+'pow2' buckets at most 2 + K * (1 + ceil(log2(largest bucket))) programs, however long it runs.
+`RouterStats` counts them and the padding.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from arnet_jax.models.arnet import ARNet, aggregate, resize
 
@@ -113,16 +116,21 @@ def scatter_logits(resolution_logits: jax.Array, action: int, indices: jax.Array
 
 @dataclasses.dataclass
 class RouterStats:
-  """What the router has done so far.
+  """What the router has done since the last `reset`.
 
-  compilations: XLA compilations caused (decide, combine and bucket functions; a new batch shape
-    or a new bucket capacity compiles, a repeated one does not).
+  programs: the distinct compiled programs the calls used, one per (function, static shapes):
+    `decide` and `combine` per batch shape, a bucket function per (backbone, capacity). A cold
+    run compiles each exactly once, so `len(programs)` is the number of compilations such a run
+    causes, however many batches it has.
+  traces: the compilations actually made since the reset (the jitted functions live as long as
+    the router: a second evaluation by the same router makes none).
   batches: calls so far.
   routed[k]: frames classified by backbone k; padded[k]: empty bucket slots it computed anyway.
   capacities[k]: the bucket capacities backbone k has used.
   """
   backbones: tuple[str, ...]
-  compilations: int = dataclasses.field(init=False)
+  programs: set[tuple] = dataclasses.field(init=False)
+  traces: int = dataclasses.field(init=False)
   batches: int = dataclasses.field(init=False)
   routed: list[int] = dataclasses.field(init=False)
   padded: list[int] = dataclasses.field(init=False)
@@ -134,9 +142,15 @@ class RouterStats:
   def reset(self):
     """Starts counting afresh (compiled functions stay cached: they will not compile again)."""
     k = len(self.backbones)
-    self.compilations = self.batches = 0
+    self.programs = set()
+    self.traces = self.batches = 0
     self.routed, self.padded = [0] * k, [0] * k
     self.capacities = [set() for _ in range(k)]
+
+  @property
+  def compilations(self) -> int:
+    """Compilations a cold run of the calls since the reset causes (`len(programs)`)."""
+    return len(self.programs)
 
   @property
   def padding_waste(self) -> float:
@@ -145,7 +159,8 @@ class RouterStats:
     return sum(self.padded) / slots if slots else 0.0
 
   def as_dict(self) -> dict:
-    return dict(compilations=self.compilations, batches=self.batches,
+    """The counts as JSON-ready data; `compilations` is `len(programs)`."""
+    return dict(compilations=self.compilations, traces=self.traces, batches=self.batches,
                 padding_waste=self.padding_waste,
                 per_backbone={name: dict(routed=r, padded=p, capacities=sorted(c))
                               for name, r, p, c in zip(self.backbones, self.routed, self.padded,
@@ -171,10 +186,13 @@ class SparseRouter:
       buckets.
     dense: route every frame to every backbone and let the decisions select, as masked compute
       does: masked compute run by the same engine (a fair baseline for benchmarks).
+    policy_chunk: frames per policy CNN call inside `decide` (default: all B * T at once). On a
+      CPU, chunks whose activations fit the cache run faster; the LSTM scan is unchanged.
   """
 
   def __init__(self, model: ARNet, *, capacities: str | Sequence[int] = 'binary',
-               chunk_size: int | None = None, dense: bool = False):
+               chunk_size: int | None = None, dense: bool = False,
+               policy_chunk: int | None = None):
     if not isinstance(model, ARNet):
       raise TypeError(f'SparseRouter routes ARNet models, got {type(model).__name__}; call '
                       '`model.apply(variables, video)` for it, or use `inference_fn(model)`, '
@@ -192,8 +210,12 @@ class SparseRouter:
                          'or chunk_size, not both.')
     if chunk_size is not None and chunk_size < 1:
       raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
+    if policy_chunk is not None and policy_chunk < 1:
+      raise ValueError(f'policy_chunk must be >= 1 (or None: all frames at once), got '
+                       f'{policy_chunk}')
     self.model, self.capacities, self.chunk_size, self.dense = (model, capacities, chunk_size,
                                                                  dense)
+    self.policy_chunk = policy_chunk
     space = model.action_space
     self.num_backbones = len(space.backbones)
     self.stats = RouterStats(tuple(space.names[:self.num_backbones]))
@@ -215,31 +237,43 @@ class SparseRouter:
         their frames go to no backbone and their logits are zero.
 
     Returns a dict as `ARNet.__call__`: logits `[B, C]`, frame_logits `[B, T, C]`, actions
-    `[B, T, A]`, decided `[B, T]`, processed `[B, T]`, action_logits `[B, T, A]`.
+    `[B, T, A]`, decided `[B, T]`, processed `[B, T]`, action_logits `[B, T, A]`; and
+    resolution_logits `[B, T, R, C]` only where every frame runs every resolution action
+    (`runs_every_action`: Uniform, Multi-Scale, `dense`), since elsewhere it was not computed.
     """
     self._check(video, forced, rng)
-    self.stats.batches += 1
+    stats = self.stats
+    stats.batches += 1
+    shape = (tuple(video.shape), str(video.dtype))
+    stats.programs.add(('decide', shape, forced is None, rng is None))
     decisions, resolution_logits, routed = self._decide(module_variables(variables, 'policy'),
                                                         video, forced, rng)
-    routed = np.asarray(routed)  # the one host synchronisation: bucket sizes are static
+    routed = to_host(routed)  # the one host synchronisation: bucket sizes are static
     if self.dense:
       routed = np.ones_like(routed)
     if valid is not None:
-      routed = routed & np.repeat(np.asarray(valid, bool), video.shape[1])[None]
+      routed = routed & np.repeat(to_host(valid).astype(bool), video.shape[1])[None]
     max_capacity = self.chunk_size or routed.shape[1]
     sizes = (None if self.capacities == 'exact' else
              self.capacities if isinstance(self.capacities, tuple) else
              pow2_capacities(max_capacity))
     for k, frames in enumerate(routed):
-      plan = bucket_plan(int(frames.sum()), sizes, max_capacity,
-                         split=self.capacities == 'binary')
-      self.stats.routed[k] += int(frames.sum())
-      self.stats.padded[k] += sum(plan) - int(frames.sum())
-      self.stats.capacities[k].update(plan)
+      count = int(frames.sum())
+      plan = bucket_plan(count, sizes, max_capacity, split=self.capacities == 'binary')
+      stats.routed[k] += count
+      stats.padded[k] += sum(plan) - count
+      stats.capacities[k].update(plan)
+      stats.programs.update(('bucket', k, size, shape) for size in plan)
       sub = module_variables(variables, f'backbone_{k}')
       for indices in bucket_indices(frames, plan):
         resolution_logits = self._buckets[k](sub, video, indices, resolution_logits)
+    stats.programs.add(('combine', shape, valid is None))
     return self._combine(resolution_logits, decisions, valid)
+
+  @property
+  def runs_every_action(self) -> bool:
+    """Whether every frame goes through every resolution action (so all their logits exist)."""
+    return self.dense or self.model.policy_mode in ('all', 'none')
 
   def decide(self, variables: dict, video: jax.Array, *, forced: jax.Array | None = None,
              rng: jax.Array | None = None) -> dict:
@@ -262,7 +296,7 @@ class SparseRouter:
     """`fn` that counts its traces: under `jit` each trace is one compilation."""
     @functools.wraps(fn)
     def traced(*args):
-      self.stats.compilations += 1
+      self.stats.traces += 1
       return fn(*args)
     return traced
 
@@ -272,8 +306,12 @@ class SparseRouter:
     a, r = space.num_actions, space.num_resolution_actions
     resolution_logits = jnp.zeros((b * t, r, model.num_classes), jnp.float32)
     if model.uses_policy:
+      features = None
+      if self.policy_chunk:
+        features = self._policy_features(variables, video)
+
       def policy(m, video):
-        trace = m.decide(video, forced=forced)
+        trace = m.decide(video, forced=forced, features=features)
         return trace, (m.policy.lite_logits(trace.hidden) if space.policy_action else None)
       trace, lite = model.apply(variables, video, method=policy,
                                 rngs=None if rng is None else {'gumbel': rng})
@@ -284,6 +322,19 @@ class SparseRouter:
       decisions = dict(actions=jnp.zeros((b, t, a)).at[..., :r].set(1.0),
                        decided=jnp.ones((b, t), bool), action_logits=jnp.zeros((b, t, a)))
     return decisions, resolution_logits, routed_frames(decisions['actions'], self.num_backbones)
+
+  def _policy_features(self, variables, video):
+    """`[B, T, F]` policy CNN features, `policy_chunk` frames per call (a `lax.map`)."""
+    model, c = self.model, self.policy_chunk
+    b, t = video.shape[:2]
+    frames = model.apply(variables, video, method=ARNet.policy_frames)
+    frames = frames.reshape(b * t, *frames.shape[2:])
+    n = -(-(b * t) // c) * c  # padded to whole chunks with copies of the last frame
+    frames = jnp.concatenate([frames, jnp.repeat(frames[-1:], n - b * t, axis=0)])
+    features = jax.lax.map(
+        lambda x: model.apply(variables, x, method=lambda m, x: m.policy.features(x, False)),
+        frames.reshape(n // c, c, *frames.shape[1:]))
+    return features.reshape(n, -1)[:b * t].reshape(b, t, -1)
 
   def _bucket_fn(self, k, variables, video, indices, resolution_logits):
     model = self.model
@@ -298,8 +349,18 @@ class SparseRouter:
     actions = decisions['actions']
     if valid is not None:
       actions = actions * valid[:, None, None].astype(actions.dtype)
-    out = aggregate(resolution_logits.reshape(b, t, *resolution_logits.shape[1:]), actions)
-    return out | decisions
+    resolution_logits = resolution_logits.reshape(b, t, *resolution_logits.shape[1:])
+    out = aggregate(resolution_logits, actions) | decisions
+    if self.runs_every_action:
+      out['resolution_logits'] = resolution_logits
+    return out
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a (possibly multi-process, sharded) array as numpy, on every process."""
+  if jax.process_count() == 1:
+    return np.asarray(x)
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def module_variables(variables: dict, name: str) -> dict:
