@@ -73,6 +73,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ev = ml_collections.ConfigDict()
   ev.batch_size = 48            # global
   ev.routing = 'sparse'         # sparse: only the chosen backbone runs; masked: all run
+  ev.buckets = 'binary'         # sparse bucket sizes: binary | pow2 | exact (routing.SparseRouter)
+  ev.max_bucket = 0             # largest bucket in frames, more overflow (0: B_local * T)
+  ev.policy_chunk = 0           # frames per policy CNN call when sparse (0: all; CPU likes ~8)
   ev.seed = 0                   # for the Random baseline's actions
   ev.report = True              # write the report images at the end of evaluation
   return config

@@ -6,6 +6,17 @@
 Written to WORKDIR/eval/: metrics.json (mAP, mmAP, top1, top5, gflops_per_frame,
 gflops_per_video, action_usage, ...), predictions.npz (per-video logits, labels, decisions; the
 report tool draws from it) and TensorBoard scalars.
+
+`eval.routing`: 'sparse' (default) decides every frame's action first and runs each backbone only
+on the frames routed to it, in buckets of static sizes (`arnet_jax.models.routing`); 'masked'
+runs every backbone on every frame in one jit (the training forward). Both give the same
+decisions and, up to float error, the same logits. The LSTM baseline has nothing to route (one
+backbone on every frame) and always runs masked. metrics.json says which ran (`routing`), how many
+XLA compilations a full evaluation causes from a cold start (`compilations`) and, for sparse
+routing, the share of bucket slots that were padding (`padding_waste`) and each backbone's frames
+(`bucket_use`). Per-action mAP needs every resolution action's logits on every frame, which
+sparse AR-Net routing does not compute: `mAP_per_action` is there under masked compute, Uniform
+and Multi-Scale.
 """
 from __future__ import annotations
 
@@ -24,9 +35,10 @@ from flax import traverse_util
 from arnet_jax import checkpoint as ckpt_lib
 from arnet_jax import data as data_lib
 from arnet_jax import defaults, flops, metrics, models, parallel
+from arnet_jax.models import routing
 from arnet_jax.tools import report
 
-ROUTINGS = ('sparse', 'masked')
+ROUTINGS = routing.ROUTINGS
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm.tqdm:
@@ -35,27 +47,50 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm.tqd
 
 
 class Evaluator:
-  """Runs a model over the evaluation split and computes every metric."""
+  """Runs a model over the evaluation split and computes every metric (see the module doc)."""
 
   def __init__(self, model, config: ml_collections.ConfigDict, mesh):
     if config.eval.routing not in ROUTINGS:
       raise ValueError(f'eval.routing must be one of {ROUTINGS}, got {config.eval.routing!r}')
+    if config.eval.buckets not in routing.CAPACITY_POLICIES:
+      raise ValueError(f'eval.buckets must be one of {routing.CAPACITY_POLICIES}, got '
+                       f'{config.eval.buckets!r}')
+    for field in ('max_bucket', 'policy_chunk'):
+      if config.eval[field] < 0:
+        raise ValueError(f'eval.{field} must be a number of frames >= 1, or 0 for the whole '
+                         f'batch; got {config.eval[field]}')
     self.model, self.config, self.mesh = model, config, mesh
     self.table = flops.cost_table(config.model)
     self.names = models.action_space(config.model).names
-    self.predict = self._masked_predict()
+    self.router = None
+    if config.eval.routing == 'sparse' and isinstance(model, models.ARNet):
+      self.router = routing.SparseRouter(model, capacities=config.eval.buckets,
+                                         chunk_size=config.eval.max_bucket or None,
+                                         policy_chunk=config.eval.policy_chunk or None)
+    elif config.eval.routing == 'sparse':
+      logging.info('eval.routing=sparse: %s runs one backbone on every frame, nothing to '
+                   'route; evaluating with masked compute.', type(model).__name__)
+    self.routing = 'sparse' if self.router else 'masked'
+    self.predict = self._sparse_predict() if self.router else self._masked_predict()
 
   def _masked_predict(self):
     model, seed = self.model, self.config.eval.seed
 
     @jax.jit
-    def predict(variables, video, index):
+    def predict(variables, video, index, mask):
+      del mask  # every video is computed
       out = model.apply(variables, video, rngs={'gumbel': jax.random.fold_in(
           jax.random.key(seed), index)})
-      result = {k: out[k] for k in ('logits', 'actions', 'decided')}
-      if 'resolution_logits' in out:  # each resolution action's own video logits [B, R, C]
-        result['action_video_logits'] = out['resolution_logits'].mean(1)
-      return result
+      return prediction(out)
+    return predict
+
+  def _sparse_predict(self):
+    router, seed = self.router, self.config.eval.seed
+
+    def predict(variables, video, index, mask):
+      # The same 'gumbel' key as masked compute: the Random baseline draws the same actions.
+      rng = jax.random.fold_in(jax.random.key(seed), index)
+      return prediction(router(variables, video, rng=rng, valid=mask > 0))
     return predict
 
   def run(self, variables: dict, *, step: int | None = None, writer=None) -> dict:
@@ -70,11 +105,16 @@ class Evaluator:
         config.data, config.data.eval_split, batch_size=local_batch, train=False,
         num_classes=config.model.num_classes)
     steps = data_lib.eval_steps(num_examples, local_batch, processes)
+    if self.router:
+      self.router.stats.reset()
+    shapes = set()  # masked compute compiles once per batch shape
     collected = []
     bar = progress_bar(steps, 0, 'eval', jax.process_index() == 0)
     for i, batch in enumerate(eval_iter):
       batch = parallel.shard_batch(mesh, batch)
-      out = self.predict(variables, batch.pop('video'), i)
+      video = batch.pop('video')
+      shapes.add((video.shape, video.dtype))
+      out = self.predict(variables, video, i, batch['mask'])
       collected.append(parallel.to_host({**out, **batch}))
       bar.update(1)
     bar.close()
@@ -82,6 +122,7 @@ class Evaluator:
     real = predictions['mask'] > 0
     predictions = {k: v[real] for k, v in predictions.items()}
     result = self.compute_metrics(predictions)
+    result.update(self.routing_cost(len(shapes)))
     if step is not None:
       result['step'] = step
     if writer is not None:
@@ -89,13 +130,31 @@ class Evaluator:
         writer.scalar(f'eval/{k}', v, step or 0)
     return {'metrics': result, 'predictions': predictions}
 
+  def routing_cost(self, batch_shapes: int) -> dict:
+    """compilations (a cold full evaluation's), padding_waste and bucket_use (sparse only);
+    logs them with the compilations this run actually made."""
+    if not self.router:
+      logging.info('Evaluation (masked compute): %d compilation(s), one per batch shape.',
+                   batch_shapes)
+      return dict(compilations=batch_shapes)
+    stats = self.router.stats.as_dict()
+    logging.info(
+        'Evaluation (sparse routing, buckets=%s): %d compilations for a full evaluation '
+        '(%d made now, the rest cached), padding waste %.1f%% of bucket slots; %s.',
+        self.router.capacities, stats['compilations'], stats['traces'],
+        100 * stats['padding_waste'],
+        '; '.join(f'{k}: {v["routed"]} frames + {v["padded"]} padded in buckets of '
+                  f'{v["capacities"]}' for k, v in stats['per_backbone'].items()))
+    return dict(compilations=stats['compilations'], padding_waste=stats['padding_waste'],
+                bucket_use=stats['per_backbone'])
+
   def compute_metrics(self, p: dict) -> dict:
     result = metrics.classification_metrics(p['logits'], p['label'], p['labels'])
     cost = flops.decision_gflops(p['actions'], self.table)
     result.update(gflops_per_frame=float(cost['per_frame'].mean()),
                   gflops_per_video=float(cost['per_video'].mean()),
                   action_usage=metrics.action_usage(p['actions'], self.names),
-                  num_videos=int(len(p['label'])), routing=self.config.eval.routing,
+                  num_videos=int(len(p['label'])), routing=self.routing,
                   flops_convention=self.table.convention)
     if 'action_video_logits' in p:  # each resolution action alone, as a Uniform TSN would be
       result['mAP_per_action'] = {
@@ -108,6 +167,15 @@ class Evaluator:
       result['evidence_to_top_resolution'] = float(top[evidence].mean()) if evidence.any() else 0
       result['other_to_top_resolution'] = float(top[~evidence].mean()) if (~evidence).any() else 0
     return result
+
+
+def prediction(out: dict) -> dict:
+  """What evaluation keeps of a forward pass: logits, actions, decided, and each resolution
+  action's own video logits `[B, R, C]` where every frame ran every resolution action."""
+  result = {k: out[k] for k in ('logits', 'actions', 'decided')}
+  if 'resolution_logits' in out:
+    result['action_video_logits'] = out['resolution_logits'].mean(1)
+  return result
 
 
 def flatten_metrics(result: dict, prefix: str = '') -> dict[str, float]:

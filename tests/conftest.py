@@ -86,7 +86,6 @@ def tiny_train_config(data_dir, **model_overrides):
   config.train.batch_size = 8
   config.train.log_every_steps = 1
   config.eval.batch_size = 4
-  config.eval.routing = 'masked'
   config.eval.report = False
   for stage in ('warmup', 'joint', 'finetune'):
     config[stage].num_epochs = 2
