@@ -24,8 +24,14 @@ from flax import traverse_util
 
 
 def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+  directory = os.path.abspath(directory)
+  # In a multi-process job, saves synchronise through barriers named after the step; training
+  # saves a step to checkpoints/ and best/ at once, so each directory's names get its prefix.
+  multiprocessing = ocp.options.MultiprocessingOptions(
+      barrier_sync_key_prefix=os.path.basename(directory))
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         multiprocessing_options=multiprocessing)
+  return ocp.CheckpointManager(directory, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict) -> None:

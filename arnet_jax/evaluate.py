@@ -172,8 +172,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   if not checkpoint:
     raise ValueError('config.mode=eval needs config.checkpoint=PATH (a workdir, its best/ or '
                      'checkpoints/ folder, or one step folder).')
-  if config.data.name == 'demo' and jax.process_index() == 0:
-    data_lib.ensure_demo_dataset(config.data.data_dir, config.data.builder_config or 'default')
+  if config.data.name == 'demo':
+    data_lib.ensure_demo_dataset_on_all_processes(config.data.data_dir,
+                                                  config.data.builder_config or 'default')
   model = models.create_model(config.model)
   mesh = parallel.make_mesh()
   variables = parallel.replicate(mesh, restore_for(model, config, checkpoint))

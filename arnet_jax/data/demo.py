@@ -132,3 +132,18 @@ def ensure_demo_dataset(data_dir: str | None, config: str = 'default') -> ArnetD
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     print(report_lib.read_report(builder.data_path)['summary'])
   return builder
+
+
+def ensure_demo_dataset_on_all_processes(data_dir: str | None, config: str = 'default') -> None:
+  """`ensure_demo_dataset` in a multi-process (multi-host) job: process 0 builds first, the
+  others wait for it, then check their own `data_dir`: a no-op where it is shared, a copy of
+  their own where it is host-local (several processes on one host with a local data_dir race:
+  prepare it there beforehand with `python -m arnet_jax.data.prepare --dataset=demo`)."""
+  import jax  # pylint: disable=g-import-not-at-top  (only in training and evaluation)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    ensure_demo_dataset(data_dir, config)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('demo dataset built by process 0')
+    if jax.process_index() > 0:
+      ensure_demo_dataset(data_dir, config)
