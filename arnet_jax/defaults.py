@@ -59,6 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   train.alpha = 0.1             # efficiency loss weight (eq. 12)
   train.beta = 0.3              # usage-uniformity loss weight (eq. 12)
   train.loss_form = 'paper'     # 'original': unsquared usage norm (use alpha 0.05, beta 3.0)
+  train.flops_loss_scale = 1.0  # GFLOPs multiplier in the efficiency loss (tiny networks need
+                                # a larger one for alpha to weigh as it does in the paper)
   train.tau0 = 5.0              # Gumbel-Softmax temperature tau0 * exp(tau_decay * epoch)
   train.tau_decay = -0.045
   train.log_every_steps = 50

@@ -24,6 +24,7 @@ from flax import traverse_util
 from arnet_jax import checkpoint as ckpt_lib
 from arnet_jax import data as data_lib
 from arnet_jax import defaults, flops, metrics, models, parallel
+from arnet_jax.tools import report
 
 ROUTINGS = ('sparse', 'masked')
 
@@ -185,4 +186,5 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   if jax.process_index() == 0:
     print(summary_table({config.model.variant: result['metrics']}))
   logging.info('Evaluation of %s written to %s/eval.', checkpoint, workdir)
+  report.maybe_write_report(workdir, config)
   return result['metrics']

@@ -19,6 +19,7 @@ import jax
 import ml_collections
 
 from arnet_jax import evaluate, train
+from arnet_jax.tools import report
 
 BASELINES = (  # (row name, variant, stage whose weights it uses)
     ('Uniform', 'uniform', 'warmup'),
@@ -32,6 +33,7 @@ def stage_config(config: ml_collections.ConfigDict, stage: str, workdir: str):
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.mode, c.stage = 'train', stage
+    c.eval.report = False  # one report over every stage and baseline at the end
     previous = {'joint': 'warmup', 'finetune': 'joint'}.get(stage)
     if previous:
       c.init.checkpoint = os.path.join(workdir, previous, 'best')
@@ -54,7 +56,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for name, variant, stage in BASELINES:
     c = config.copy_and_resolve_references()
     with c.unlocked():
-      c.mode, c.model.variant = 'eval', variant
+      c.mode, c.model.variant, c.eval.report = 'eval', variant, False
     rows[name] = evaluate.evaluate_checkpoint(
         c, os.path.join(workdir, 'baselines', variant),
         checkpoint=os.path.join(workdir, stage, 'best'))
@@ -67,4 +69,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f.write(table + '\n')
     print(table)
     print(f'Recipe finished in {timings["total"] / 60:.1f} min; results in {workdir}/results.md')
+  report.maybe_write_report(workdir, config)
   return rows

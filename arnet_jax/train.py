@@ -33,6 +33,7 @@ from arnet_jax import checkpoint as ckpt_lib
 from arnet_jax import data as data_lib
 from arnet_jax import defaults, evaluate, flops, losses, models, parallel
 from arnet_jax.models import policy as policy_lib
+from arnet_jax.tools import report
 
 STAGES = ('warmup', 'joint', 'finetune')
 LEARNED_POLICY_VARIANTS = ('arnet', 'resolution_only', 'skip_only')
@@ -192,6 +193,7 @@ def make_train_step(model, tx: optax.GradientTransformation, config: ml_collecti
   warmup = config.stage == 'warmup' and isinstance(model, models.ARNet)
   gflops_table = jnp.asarray(action_gflops, jnp.float32)
   t = config.train
+  loss_gflops = gflops_table * t.flops_loss_scale
 
   def per_device_step(state: TrainState, batch: dict, noise: jax.Array, key: jax.Array,
                       tau: jax.Array):
@@ -206,7 +208,7 @@ def make_train_step(model, tx: optax.GradientTransformation, config: ml_collecti
         loss, parts = losses.warmup_loss(out['resolution_logits'], batch['label'])
       elif policy_loss:
         loss, parts = losses.arnet_loss(
-            out['logits'], batch['label'], out['actions'], gflops_table, alpha=t.alpha,
+            out['logits'], batch['label'], out['actions'], loss_gflops, alpha=t.alpha,
             beta=t.beta, form=t.loss_form, axis_name=parallel.BATCH_AXIS)
       else:
         loss, parts = losses.cross_entropy(out['logits'], batch['label']), {}
@@ -287,6 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      opt_state=tx.init(variables['params']))
   meta = dict(config=config.to_dict(), stage=config.stage, steps_per_epoch=steps_per_epoch)
   best = {'value': -np.inf, 'metrics': None}
+  best_predictions = None
   if manager.latest_step() is not None:
     state, saved_meta = ckpt_lib.load(os.path.join(workdir, 'checkpoints'),
                                       jax.tree.map(ocp.utils.to_shape_dtype_struct, state))
@@ -342,6 +345,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         value = results['metrics'][config.train.best_metric]
         if value > best['value']:
           best = {'value': value, 'metrics': results['metrics']}
+          best_predictions = results['predictions']
           ckpt_lib.save(best_manager, done, jax.device_get(state),
                         dict(meta, step=done, best=best, metrics=results['metrics']))
         save(done, results['metrics'])
@@ -361,13 +365,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if writer:
       writer.flush()
 
-  # The final evaluation is the best checkpoint's (the last one when nothing was evaluated).
+  # The final evaluation is the best checkpoint's (the last one when nothing was evaluated, or
+  # when this run resumed after the best evaluation and so no longer holds its predictions).
   final = best['metrics']
-  if final is None:
-    final = evaluator.run(_variables(state), step=total_steps, writer=writer)['metrics']
-  evaluate.write_metrics(os.path.join(workdir, 'eval'), final, is_main)
+  if best_predictions is None:
+    variables = _variables(state)
+    if final is not None:
+      variables = parallel.replicate(mesh, ckpt_lib.load_variables(
+          os.path.join(workdir, 'best'))[0])
+    results = evaluator.run(variables, step=total_steps)
+    final, best_predictions = final or results['metrics'], results['predictions']
+  evaluate.write_metrics(os.path.join(workdir, 'eval'), final, is_main, best_predictions)
   if is_main:
     print(evaluate.summary_table({f'{config.stage} ({config.model.variant})': final}))
+  report.maybe_write_report(workdir, config)
   return final
 
 
