@@ -13,6 +13,7 @@ per host, or per GPU); every process then runs the same program on the global me
 """
 from __future__ import annotations
 
+import itertools
 import signal
 from typing import Any, Callable
 
@@ -85,6 +86,28 @@ def initialize_distributed(config) -> None:
   if config.process_id >= 0:
     kwargs['process_id'] = config.process_id
   jax.distributed.initialize(**kwargs)
+  # The first device collective sets up the CPU collectives (gloo), which give up after 30 s
+  # if a process is late; do it now, while the processes are in step. Later waits are unbounded.
+  barrier('distributed_initialized')
+  multihost_utils.sync_global_devices('arnet_jax: collectives ready')
+
+
+_barriers = itertools.count()
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+  """Waits until every process has reached this point (a no-op in a single process).
+
+  Through the coordination service, not a device collective: on CPU, processes exchange
+  collectives through gloo, whose first exchange gives up after 30 s, too short to wait for
+  process 0 building a dataset. Every process must call the same barriers in the same order (a
+  counter makes each name unique, as the service requires).
+  """
+  if jax.process_count() == 1:
+    return
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  ocp.multihost.sync_global_processes(f'arnet_{name}_{next(_barriers)}', timeout=timeout_s,
+                                      processes=set(range(jax.process_count())))
 
 
 class StopOnSigterm:

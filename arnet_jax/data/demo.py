@@ -135,15 +135,22 @@ def ensure_demo_dataset(data_dir: str | None, config: str = 'default') -> ArnetD
 
 
 def ensure_demo_dataset_on_all_processes(data_dir: str | None, config: str = 'default') -> None:
-  """`ensure_demo_dataset` in a multi-process (multi-host) job: process 0 builds first, the
-  others wait for it, then check their own `data_dir`: a no-op where it is shared, a copy of
-  their own where it is host-local (several processes on one host with a local data_dir race:
-  prepare it there beforehand with `python -m arnet_jax.data.prepare --dataset=demo`)."""
+  """`ensure_demo_dataset` in a multi-process (multi-host) job.
+
+  Process 0 builds first while the others wait; a shared `data_dir` is then ready for all.
+  Where `data_dir` is local to each host, the first process of each host to take a file lock in
+  it builds its copy and the host's other processes then find it built.
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top  (only in training and evaluation)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from arnet_jax import parallel  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0:
     ensure_demo_dataset(data_dir, config)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('demo dataset built by process 0')
-    if jax.process_index() > 0:
+  parallel.barrier('demo_dataset_built_by_process_0')
+  if jax.process_index() > 0 and not ArnetDemo(data_dir=data_dir, config=config).is_prepared():
+    root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, '.arnet_demo.lock'), 'w') as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
       ensure_demo_dataset(data_dir, config)
+  parallel.barrier('demo_dataset_ready')
