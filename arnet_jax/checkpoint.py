@@ -25,10 +25,12 @@ from flax import traverse_util
 
 def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
   directory = os.path.abspath(directory)
-  # In a multi-process job, saves synchronise through barriers named after the step; training
-  # saves a step to checkpoints/ and best/ at once, so each directory's names get its prefix.
+  # In a multi-process job, saves synchronise through barriers named after the step, and a
+  # barrier name may be used once per job: training saves a step to checkpoints/ and best/ at
+  # once, and a recipe's stages save the same steps in <stage>/checkpoints, so the names get
+  # the directory's last two path components (the same on every host).
   multiprocessing = ocp.options.MultiprocessingOptions(
-      barrier_sync_key_prefix=os.path.basename(directory))
+      barrier_sync_key_prefix='_'.join(directory.split(os.sep)[-2:]))
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          multiprocessing_options=multiprocessing)
   return ocp.CheckpointManager(directory, options=options)

@@ -1,9 +1,9 @@
 """Subprocess side of tests/test_scale.py (JAX's device count and processes are fixed at start).
 
   python tests/scale_worker.py equivalence OUT.json
-      On 8 (fake CPU) devices: 3 joint-stage train steps on one global batch with a mesh of 1
-      device and with one of 8; writes the largest differences of parameters, BatchNorm
-      statistics and losses.
+      On 8 (fake CPU) devices: 3 joint-stage train steps on the same global batches with a
+      mesh of 1 device and with one of 8; writes the largest differences of parameters,
+      BatchNorm statistics and losses.
   python tests/scale_worker.py train OUT.json DATA_DIR WORKDIR PROCESS_ID PORT SIGTERM_AT_BATCH
       Process PROCESS_ID of 2 (coordinator localhost:PORT): joint training on the tiny demo,
       sending itself SIGTERM when its input yields batch SIGTERM_AT_BATCH (-1: never); after a
