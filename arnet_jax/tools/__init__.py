@@ -1,0 +1,1 @@
+"""Command-line tools: `python -m arnet_jax.tools.<name>`."""
