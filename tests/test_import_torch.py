@@ -34,6 +34,9 @@ from arnet_jax.tools.import_torch import ConversionError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = dict(rtol=1e-4, atol=1e-4)
+# Each model runs once or twice here: LLVM's optimisations would cost more than they save
+# (compiles ~35% faster; results are unaffected).
+jit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
 
 
 def nhwc(x):
@@ -83,7 +86,7 @@ def reference_backbone(arch, flat=False):
 @functools.cache
 def compiled_features(arch, dtype=jnp.float64):
   net = models.create_backbone(arch, dtype=dtype)
-  return jax.jit(lambda v, x: net.apply({k: v[k]['features'] for k in v}, x))
+  return jit(lambda v, x: net.apply({k: v[k]['features'] for k in v}, x))
 
 
 def save(state, path, *, wrapped=False):
@@ -160,11 +163,20 @@ def test_tsn_checkpoint_imports_as_a_classifier_with_its_head(tmp_path):
   x = torch_input((2, 3, 32, 32), 3)
   expected = reference_output(tsn, x)
   model = models.Classifier(models.create_backbone('resnet18', dtype=jnp.float64), 11)
-  np.testing.assert_allclose(run64(jax.jit(model.apply), variables, nhwc(x)), expected, **TOL)
+  np.testing.assert_allclose(run64(jit(model.apply), variables, nhwc(x)), expected, **TOL)
   # Our float32 forward, as run in practice, is within float32 rounding of it.
   model = models.Classifier(models.create_backbone('resnet18'), 11)
-  ours = jax.jit(model.apply)(variables, nhwc(x).astype(np.float32))
+  ours = jit(model.apply)(variables, nhwc(x).astype(np.float32))
   np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+
+
+def test_tsn_needs_a_known_architecture_and_its_head():
+  thin = tiny_reference('resnet18', 32)
+  base = {f'base_model.{k}': v.numpy() for k, v in thin.state_dict().items()}
+  with pytest.raises(ConversionError, match='give --arch'):  # a thin ResNet is no torchvision net
+    import_torch.convert_state_dict(base, 'tsn')
+  with pytest.raises(ConversionError, match='needs `new_fc.weight`'):
+    import_torch.convert_state_dict(base, 'tsn', arch='resnet18')
 
 
 # --- The original AR-Net. -----------------------------------------------------------------------
@@ -192,7 +204,7 @@ def our_arnet(config, resolutions=RESOLUTIONS):
   model_config = ml_collections.ConfigDict(config).model
   model_config.resolutions, model_config.policy_resolution = list(resolutions), POLICY_RESOLUTION
   model = models.create_model(model_config).clone(dtype=jnp.float64)
-  forward = jax.jit(lambda v, video, forced: model.apply(v, video, forced=forced))
+  forward = jit(lambda v, video, forced: model.apply(v, video, forced=forced))
   return lambda v, video, forced: run64(forward, v, video, forced)
 
 
@@ -282,6 +294,89 @@ def test_efficientnet_arnet_with_flat_mobilenet_names_equals_the_reference(tmp_p
   logits, decisions, _ = reference_output(net, video, forced, method='forward', freeze_cell=True)
   np.testing.assert_array_equal(out['actions'], decisions)
   np.testing.assert_allclose(out['logits'], logits, **TOL)
+
+
+# --- The original baselines, through --config.model.variant (tiny networks). --------------------
+
+TINY = dict(width=0.125, depth=0.34, hidden=16)
+
+
+def tiny_config(**model):
+  config = defaults.get_config()
+  config.model.update({'width_multiplier': TINY['width'], 'depth_multiplier': TINY['depth'],
+                       'lstm_hidden': TINY['hidden'], 'resolutions': (32, 24, 16),
+                       'policy_resolution': 16, **model})
+  return config
+
+
+def tiny_reference(arch, size, seed=0):
+  torch.manual_seed(seed)
+  return ref.randomize(ref.backbone(arch, TINY['width'], TINY['depth'], num_classes=None), seed,
+                       torch_input((16, 3, size, size), seed))
+
+
+def original_baseline(seed, *, frame_independent):
+  """exp2/exp3's modules: a ResNet "policy" network read by --offline_lstm_all, plus the unused
+  ones the original builds anyway (exp3 also has a ResNet in base_model_list)."""
+  backbones = [] if frame_independent else [tiny_reference('resnet18', 32, seed + 1)]
+  net = ref.ARNet(backbones, tiny_reference('resnet18', 32, seed), C, (32,), 32, skip_list=[1],
+                  hidden_dim=TINY['hidden'], policy_action=False,
+                  frame_independent=frame_independent)
+  for module in (net.rnn, net.linear, net.lite_fc, *net.new_fc_list):
+    ref.randomize(module, seed)
+  return net.eval()
+
+
+@pytest.mark.parametrize('variant,frame_independent,dropped', [
+    ('lstm', False, ['base_model_list', 'new_fc_list', 'linear']),  # exp3_res_lstm
+    ('uniform', True, ['rnn', 'linear']),  # exp2_res_uniform
+])
+def test_original_baselines_import_as_our_variants(variant, frame_independent, dropped,
+                                                   tmp_path, capsys):
+  net = original_baseline(0, frame_independent=frame_independent)
+  config = tiny_config(variant=variant, backbones=('resnet18',), resolutions=(32,))
+  state = {k: v.numpy() for k, v in net.state_dict().items()}
+  variables, meta = import_torch.convert_state_dict(state, 'arnet', config=config)
+  assert sorted({k.split('.')[0] for k in meta['dropped']}) == sorted(dropped)
+  assert 'unused by model.variant=' + variant in capsys.readouterr().out
+  model = models.create_model(ml_collections.ConfigDict(meta['config']).model).clone(
+      dtype=jnp.float64)
+  video = torch_input((B, T, 3, 32, 32), 7)
+  ours = run64(jit(lambda v, x: model.apply(v, x)['logits']), variables, nhwc(video))
+  np.testing.assert_allclose(ours, reference_output(net, video, method='policy_only'), **TOL)
+
+
+def test_original_multiscale_gets_a_zero_action_head(capsys):
+  """exp5 was trained with a skip action (4 + 1 actions) that Multi-Scale never uses."""
+  torch.manual_seed(0)
+  net = ref.ARNet([tiny_reference(a, r) for a, r in [('resnet50', 32), ('resnet34', 24),
+                                                     ('resnet18', 16)]],
+                  tiny_reference('mobilenet_v2', 16), C, (32, 24, 16), 16, skip_list=[1],
+                  hidden_dim=TINY['hidden'])
+  state = {k: v.numpy() for k, v in net.state_dict().items()}
+  variables, _ = import_torch.convert_state_dict(state, 'arnet',
+                                                 config=tiny_config(variant='multiscale'))
+  head = variables['params']['policy']['action_head']
+  assert head['kernel'].shape == (TINY['hidden'], 4) and not head['kernel'].any()
+  message = capsys.readouterr().out
+  assert 'policy/action_head is unused by this model; the checkpoint does not fit it' in message
+  assert 'linear.weight [5, 16]' in message
+  np.testing.assert_array_equal(variables['params']['policy']['lite_head']['kernel'],
+                                state['lite_fc.weight'].T)
+
+
+def test_original_tsn_imports_as_the_uniform_variant():
+  """exp7: `base_model` + `new_fc` become backbone_0 of the Uniform baseline."""
+  base = tiny_reference('resnet18', 32)
+  state = {**{f'base_model.{k}': v.numpy() for k, v in base.state_dict().items()},
+           'new_fc.weight': np.ones((C, base.num_features), np.float32),
+           'new_fc.bias': np.arange(C, dtype=np.float32)}
+  variables, meta = import_torch.convert_state_dict(
+      state, 'arnet', config=tiny_config(variant='uniform', backbones=('resnet18',)))
+  assert meta['num_classes'] == C and list(variables['params']) == ['backbone_0']
+  np.testing.assert_array_equal(variables['params']['backbone_0']['head']['bias'], np.arange(C))
+  np.testing.assert_array_equal(variables['batch_stats']['backbone_0']['features']['bn1']['var'],
+                                state['base_model.bn1.running_var'])
 
 
 def test_nearest_resize_equals_torch_interpolate():

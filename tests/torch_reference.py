@@ -290,11 +290,13 @@ class ARNet(nn.Module):
 
   Modules as the authors' `ARNet`: `lite_backbone` (the policy CNN, classifier replaced by
   Dropout), `rnn` (LSTMCell), `base_model_list`, `new_fc_list`, `linear` (action logits),
-  `lite_fc` (the policy's own classifier, an action when `policy_action`).
+  `lite_fc` (the policy's own classifier, an action when `policy_action`). With
+  `frame_independent` (the original's --frame_independent), `linear` and `lite_fc` read the CNN
+  features instead of the LSTM state.
   """
 
   def __init__(self, backbones, lite_backbone, num_classes, resolutions, policy_resolution,
-               skip_list, hidden_dim=512, policy_action=True):
+               skip_list, hidden_dim=512, policy_action=True, frame_independent=False):
     super().__init__()
     self.lite_backbone = lite_backbone
     self.rnn = nn.LSTMCell(lite_backbone.num_features, hidden_dim)
@@ -302,10 +304,35 @@ class ARNet(nn.Module):
     self.new_fc_list = nn.ModuleList(nn.Linear(b.num_features, num_classes) for b in backbones)
     self.reso_dim = len(backbones) + int(policy_action)
     self.action_dim = self.reso_dim + len(skip_list)
-    self.linear = nn.Linear(hidden_dim, self.action_dim)
-    self.lite_fc = nn.Linear(hidden_dim, num_classes)
+    head_in = lite_backbone.num_features if frame_independent else hidden_dim
+    self.linear = nn.Linear(head_in, self.action_dim)
+    self.lite_fc = nn.Linear(head_in, num_classes)
     self.resolutions, self.policy_resolution = resolutions, policy_resolution
     self.skip_list, self.hidden_dim, self.policy_action = skip_list, hidden_dim, policy_action
+    self.frame_independent = frame_independent
+
+  @staticmethod
+  def at(frames, size):
+    """The original makes lower resolutions by nearest interpolation of the top one."""
+    if size == frames.shape[-1]:
+      return frames
+    return F.interpolate(frames, size=(size, size), mode='nearest')
+
+  def policy_only(self, video):
+    """--offline_lstm_all: lite_fc on each frame's LSTM state (with --frame_independent, on its
+    features), averaged over frames: the LSTM baseline (exp3) and the Uniform baseline (exp2)."""
+    b, t = video.shape[:2]
+    feat = self.lite_backbone.embed(self.at(video.flatten(0, 1), self.policy_resolution))
+    feat = feat.view(b, t, -1)
+    if self.frame_independent:
+      return self.lite_fc(feat).mean(1)
+    hx = torch.zeros(b, self.hidden_dim, dtype=feat.dtype)
+    cx = torch.zeros(b, self.hidden_dim, dtype=feat.dtype)
+    outs = []
+    for step in range(t):
+      hx, cx = self.rnn(feat[:, step], (hx, cx))
+      outs.append(self.lite_fc(hx))
+    return torch.stack(outs, 1).mean(1)
 
   def forward(self, video, forced, freeze_cell=False):
     """video `[B, T, 3, H, W]` at the top resolution, forced `[B, T]` actions.
@@ -320,14 +347,8 @@ class ARNet(nn.Module):
     """The per-frame CNN work: (policy features [B, T, F], backbone logits R x [B, T, C])."""
     b, t = video.shape[:2]
     frames = video.flatten(0, 1)
-
-    def at(size):  # the original makes lower resolutions with nearest interpolation
-      if size == frames.shape[-1]:
-        return frames
-      return F.interpolate(frames, size=(size, size), mode='nearest')
-
-    feat_lite = self.lite_backbone.embed(at(self.policy_resolution)).view(b, t, -1)
-    base_out_list = [fc(net.embed(at(r))).view(b, t, -1) for net, fc, r in
+    feat_lite = self.lite_backbone.embed(self.at(frames, self.policy_resolution)).view(b, t, -1)
+    base_out_list = [fc(net.embed(self.at(frames, r))).view(b, t, -1) for net, fc, r in
                      zip(self.base_model_list, self.new_fc_list, self.resolutions)]
     return feat_lite, base_out_list
 

@@ -62,6 +62,7 @@ class Plan:
   mounts: list[Mount]
   droppable: dict[str, str]  # torch module -> why its keys may be dropped (with a message)
   optional: tuple[tuple[str, ...], ...] = ()  # our subtrees unused by the model: zeros if absent
+  description: str = ''  # the model, for error messages
 
 
 # --- Reading the file. ------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def convert(state: Mapping[str, np.ndarray], plan: Plan,
   """(variables, dropped torch keys); raises ConversionError listing every problem."""
   flat = traverse_util.flatten_dict(plan.expected)
   values, used, missing, mismatched = {}, set(), [], []
-  namings = {}
+  namings, zeroed = {}, {}
   for path, spec in flat.items():
     collection, ours = path[0], path[1:]
     mount = max((m for m in plan.mounts if ours[:len(m.ours)] == m.ours),
@@ -119,10 +120,12 @@ def convert(state: Mapping[str, np.ndarray], plan: Plan,
     absent = [k for k in src.keys if k not in state]
     wrong = [k for k in src.keys if k in state and tuple(state[k].shape) != need]
     used.update(k for k in src.keys if k in state)
-    if (absent or wrong) and any(ours[:len(o)] == o for o in plan.optional):
+    optional = [o for o in plan.optional if ours[:len(o)] == o]
+    if (absent or wrong) and optional:
       values[path] = np.zeros(spec.shape, spec.dtype)
-      log(f'{", ".join(src.keys)}: {"absent" if absent else "another shape"}; '
-          f'{"/".join(ours)} is unused by this model and set to zeros.')
+      zeroed.setdefault('/'.join(optional[0]), []).append(
+          f'{name} (torch: ' + ', '.join(f'{k} {list(state[k].shape)}' if k in state else
+                                         f'{k} absent' for k in src.keys) + ')')
       continue
     missing += [(k, need, name) for k in absent]
     mismatched += [(k, tuple(state[k].shape), need, name) for k in wrong]
@@ -134,6 +137,9 @@ def convert(state: Mapping[str, np.ndarray], plan: Plan,
   unexpected = [k for k in leftover if k not in dropped]
   if missing or unexpected or mismatched:
     raise ConversionError(_report(state, plan, missing, unexpected, mismatched))
+  for subtree, entries in zeroed.items():
+    log(f'{subtree} is unused by this model; the checkpoint does not fit it, so it is set to '
+        'zeros: ' + '; '.join(entries))
   for module, why in plan.droppable.items():
     keys = [k for k in dropped if k.startswith(f'{module}.')]
     if keys:
@@ -149,6 +155,8 @@ def _report(state, plan, missing, unexpected, mismatched) -> str:
   lines += [f'  unexpected: {k} {list(state[k].shape)}' for k in unexpected]
   lines += [f'  shape:      {k} is {list(got)}, the model needs {list(need)}  ({name})'
             for k, got, need, name in mismatched]
+  if plan.description:
+    lines.append(f'The model: {plan.description}.')
   lines += _hints(state, plan)
   return '\n'.join(lines)
 
@@ -210,6 +218,10 @@ def arnet_plan(model_config: ml_collections.ConfigDict, keys) -> Plan:
   space = models.action_space(c)
   s = space.top_resolution
   expected = _abstract(model, (1, 1, s, s, 3))
+  description = (f'model.variant={c.variant}, actions ({space.num_actions}): '
+                 f'{", ".join(space.names)}; policy_backbone={c.policy_backbone}, '
+                 f'lstm_hidden={c.lstm_hidden}, num_classes={c.num_classes}, '
+                 f'width/depth multipliers {c.width_multiplier}/{c.depth_multiplier}')
   present = lambda module: bool(torch_names.under(module, keys))
   unused = 'unused by model.variant=' + c.variant
   if c.variant == 'lstm':  # exp3: lite_backbone -> rnn -> lite_fc, averaged over frames
@@ -217,15 +229,17 @@ def arnet_plan(model_config: ml_collections.ConfigDict, keys) -> Plan:
                            Mount(('lstm_ih',), 'rnn', 'lstm_ih'),
                            Mount(('lstm_hh',), 'rnn', 'lstm_hh'),
                            Mount(('head',), 'lite_fc', 'linear')],
-                dict.fromkeys(('base_model_list', 'new_fc_list', 'linear'), unused))
+                dict.fromkeys(('base_model_list', 'new_fc_list', 'linear'), unused),
+                description=description)
   if c.variant == 'uniform':
     if not present('base_model') and present('lite_backbone') and not present('base_model_list'):
       # exp2: the "policy" network run frame by frame: lite_backbone -> lite_fc.
       return Plan(expected, [Mount(('backbone_0', 'features'), 'lite_backbone', space.backbones[0]),
                              Mount(('backbone_0', 'head'), 'lite_fc', 'linear')],
-                  dict.fromkeys(('rnn', 'linear'), unused))
+                  dict.fromkeys(('rnn', 'linear'), unused), description=description)
     return Plan(expected, [Mount(('backbone_0', 'features'), 'base_model', space.backbones[0]),
-                           Mount(('backbone_0', 'head'), 'new_fc', 'linear')], {})
+                           Mount(('backbone_0', 'head'), 'new_fc', 'linear')], {},
+                description=description)
   mounts = []
   for i, arch in enumerate(space.backbones):
     mounts += [Mount((f'backbone_{i}', 'features'), f'base_model_list.{i}', arch),
@@ -242,7 +256,7 @@ def arnet_plan(model_config: ml_collections.ConfigDict, keys) -> Plan:
   # Multi-Scale runs every resolution action: the action head is never used, and the original
   # exp5 was trained with a skip action our Multi-Scale does not have.
   optional = (('policy', 'action_head'),) if c.variant == 'multiscale' else ()
-  return Plan(expected, mounts, droppable, optional)
+  return Plan(expected, mounts, droppable, optional, description)
 
 
 def infer_num_classes(state: Mapping[str, np.ndarray]) -> int | None:
@@ -290,8 +304,8 @@ def convert_state_dict(state: Mapping[str, np.ndarray], kind: str, *,
                             f'--arch (one of {", ".join(models.BACKBONES)}).')
     if 'new_fc.weight' not in state:
       tops = sorted({k.split('.')[0] for k in state})
-    raise ConversionError('A TSN checkpoint needs `new_fc.weight` (its classifier); this file '
-                          f'has none. Its top-level modules: {", ".join(tops)}.')
+      raise ConversionError('A TSN checkpoint needs `new_fc.weight` (its classifier); this file '
+                            f'has none. Its top-level modules: {", ".join(tops)}.')
     num_classes = int(state['new_fc.weight'].shape[0])
     plan = classifier_plan(arch, num_classes)
     meta.update(arch=arch, num_classes=num_classes)
