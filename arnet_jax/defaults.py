@@ -8,9 +8,11 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.mode = 'train'         # train | eval
+  config.mode = 'train'         # train | eval | recipe (all three stages, then the baselines)
   config.stage = 'joint'        # warmup | joint | finetune (paper 4.1)
   config.seed = 0
+  config.checkpoint = ''        # mode=eval: the checkpoint to evaluate (a workdir works)
+  config.distributed = False    # multi-host: call jax.distributed.initialize() first
 
   config.data = data_config('activitynet')  # paper 4.1 "Implementation details"
 
@@ -32,7 +34,63 @@ def get_config() -> ml_collections.ConfigDict:
   model.resize = 'nearest'      # how lower resolutions are made: 'nearest' as the original
                                 # (torch F.interpolate) or antialiased 'bilinear'
   model.dtype = 'float32'       # compute dtype: float32 | bfloat16 (parameters stay float32)
+
+  # --- Initialisation (ImageNet weights via `python -m arnet_jax.tools.import_torch`). ---------
+  config.init = init = ml_collections.ConfigDict()
+  init.checkpoint = ''          # a checkpoint of this model (e.g. the warm-up's) to start from
+  init.backbones = ()           # one backbone checkpoint per model.backbones entry (or '')
+  init.policy = ''              # a MobileNetV2 checkpoint for the policy CNN
+
+  # --- Optimisation, shared by the stages (paper 4.1; the original's scripts). -----------------
+  config.train = train = ml_collections.ConfigDict()
+  train.batch_size = 48         # global, split over all devices (the original: 48 on 4 GPUs)
+  train.momentum = 0.9
+  train.weight_decay = 1e-4     # not on biases and BatchNorm parameters
+  train.grad_clip = 20.0        # global gradient norm
+  train.head_lr_mult = 5.0      # Linear layers' weights (the original: 5x)
+  train.head_bias_lr_mult = 10.0  # Linear layers' biases (the original: 10x)
+  train.lr_schedule = 'step'    # step | cosine
+  train.warmup_epochs = 0.0     # linear learning-rate warm-up
+  train.alpha = 0.1             # efficiency loss weight (eq. 12)
+  train.beta = 0.3              # usage-uniformity loss weight (eq. 12)
+  train.loss_form = 'paper'     # 'original': unsquared usage norm (use alpha 0.05, beta 3.0)
+  train.flops_loss_scale = 1.0  # GFLOPs multiplier in the efficiency loss (tiny networks need
+                                # a larger one for alpha to weigh as it does in the paper)
+  train.tau0 = 5.0              # Gumbel-Softmax temperature tau0 * exp(tau_decay * epoch)
+  train.tau_decay = -0.045
+  train.log_every_steps = 50
+  train.checkpoint_every_steps = 500
+  train.keep_checkpoints = 3
+  train.eval_every_epochs = 1
+  train.best_metric = 'mAP'     # keeps WORKDIR/best by this evaluation metric
+
+  # Per-stage settings (paper 4.1): config[config.stage] is used.
+  config.warmup = ml_collections.ConfigDict(dict(lr=0.02, num_epochs=10, lr_steps=(20, 40)))
+  config.joint = ml_collections.ConfigDict(dict(lr=0.001, num_epochs=50, lr_steps=(20, 40)))
+  config.finetune = ml_collections.ConfigDict(dict(lr=0.0005, num_epochs=50, lr_steps=(20, 40)))
+
+  # --- Evaluation (deterministic policy). -------------------------------------------------------
+  config.eval = ev = ml_collections.ConfigDict()
+  ev.batch_size = 48            # global
+  ev.routing = 'sparse'         # sparse: only the chosen backbone runs; masked: all run
+  ev.seed = 0                   # for the Random baseline's actions
+  ev.report = True              # write the report images at the end of evaluation
   return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises KeyError naming any field the defaults do not have, with the valid ones."""
+  _validate(config, get_config(), 'config')
+
+
+def _validate(got, reference, path: str) -> None:
+  for key in got.keys():
+    if key not in reference:
+      raise KeyError(f'Unknown config field {path}.{key}. Valid fields of {path}: '
+                     f'{", ".join(sorted(reference.keys()))}.')
+    if isinstance(got[key], ml_collections.ConfigDict) and isinstance(
+        reference[key], ml_collections.ConfigDict):
+      _validate(got[key], reference[key], f'{path}.{key}')
 
 
 DATASET_NAMES = ('activitynet', 'fcvid', 'mini_kinetics', 'custom', 'demo')

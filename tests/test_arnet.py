@@ -154,14 +154,9 @@ def test_uniform_runs_the_first_backbone_on_every_frame():
 def test_multiscale_equals_the_mean_of_single_action_runs(tiny):
   arnet, variables = tiny
   multi = models.create_model(tiny_model_config(variant='multiscale'))
-  assert multi.action_space.skips == ()
-  # Multi-Scale has 4 actions and no skips: the same weights with a narrower (unused) action head.
-  params = jax.tree.map(lambda x: x, variables)
-  head = params['params']['policy']['action_head']
-  params['params']['policy']['action_head'] = {'kernel': head['kernel'][:, :4],
-                                               'bias': head['bias'][:4]}
-  out = jitted(multi)(params, VIDEO)
+  out = jitted(multi)(variables, VIDEO)  # the same parameters as AR-Net
   np.testing.assert_array_equal(out['processed'], 4.0)  # 3 backbones + the policy head
+  np.testing.assert_array_equal(out['actions'][..., 4:], 0.0)  # skips are never taken
   forward = jitted(arnet)
   singles = [forward(variables, VIDEO, forced=jnp.full((B, T), a, jnp.int32))['logits']
              for a in range(4)]

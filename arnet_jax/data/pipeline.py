@@ -163,7 +163,7 @@ def _check_batch_size(batch_size: int) -> None:
 def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_size: int,
                  train: bool, num_classes: int, seed: int = 0,
                  process_index: int | None = None, process_count: int | None = None,
-                 num_epochs: int | None = None
+                 num_epochs: int | None = None, start_batch: int = 0
                  ) -> tuple[Iterator[dict[str, np.ndarray]], int]:
   """Builds the input iterator of one split.
 
@@ -180,6 +180,9 @@ def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_si
     process_index, process_count: this host and the number of hosts (default:
       jax.process_index(), jax.process_count()).
     num_epochs: train: None = forever; eval: passes over the split (None = 1).
+    start_batch: train: begin with this batch of the (deterministic) stream, so a resumed run
+      sees exactly the batches an uninterrupted one would. The skipped clips are only read,
+      not decoded.
 
   Returns:
     (iterator over batch dicts (see the module docstring), examples in the whole split).
@@ -220,6 +223,7 @@ def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_si
         lambda ex, n: clip.select(ex, tf.stack([tf.cast(seed, tf.int64), n])),
         num_parallel_calls=parallel)
     ds = ds.shuffle(data_config.shuffle_buffer, seed=seed + 7919 * process_index)
+    ds = ds.skip(start_batch * batch_size)
     ds = ds.map(clip.decode_train, num_parallel_calls=parallel)
     ds = ds.batch(batch_size, drop_remainder=True)
   else:

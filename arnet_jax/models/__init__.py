@@ -10,6 +10,7 @@ says what its actions are. The `variant` field turns the configured AR-Net into 
 | resolution_only  | backbones (+ policy head), no skips        | learned  |
 | skip_only        | first backbone + skips                     | learned  |
 | multiscale       | every resolution action on every frame     | none     |
+|                  | (skips kept, never taken: AR-Net's parameters, so warm-up trains it) |
 | uniform          | first backbone on every frame              | none     |
 | lstm             | first backbone features -> LSTM -> head    | none     |
 """
@@ -35,7 +36,7 @@ def action_space(model_config: ml_collections.ConfigDict) -> ActionSpace:
     if not backbones and c.variant != 'skip_only':
       raise ValueError(f'model.variant={c.variant!r} needs at least one backbone.')
     backbones, resolutions, policy_action = backbones[:1], resolutions[:1], not backbones
-  if c.variant in ('uniform', 'lstm', 'resolution_only', 'multiscale'):
+  if c.variant in ('uniform', 'lstm', 'resolution_only'):
     skips = ()
   return ActionSpace(backbones, resolutions, policy_action, int(c.policy_resolution), skips)
 

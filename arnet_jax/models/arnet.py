@@ -13,7 +13,8 @@ Policy modes (the paper's baselines are configurations of this one module):
 - 'learned': AR-Net; Gumbel-Softmax in training, argmax at evaluation.
 - 'random':  the Random-policy baseline; uniform actions (skips honoured) in training and eval.
 - 'none':    no policy: every frame takes action 0 (Uniform, with a single backbone).
-- 'all':     every frame through every resolution action, all logits averaged (Multi-Scale).
+- 'all':     every frame through every resolution action, all logits averaged (Multi-Scale;
+             also the warm-up stage, which trains each resolution action's classifier).
 """
 from __future__ import annotations
 
@@ -117,8 +118,6 @@ class ARNet(nn.Module):
     if self.policy_mode not in POLICY_MODES:
       raise ValueError(f'policy_mode must be one of {POLICY_MODES}, got {self.policy_mode!r}')
     space = self.action_space
-    if self.policy_mode == 'all' and space.skips:
-      raise ValueError("policy_mode='all' (Multi-Scale) has no use for skips; drop them.")
     if self.policy_mode == 'none' and space.num_actions != 1:
       raise ValueError("policy_mode='none' runs action 0 on every frame; it needs an action "
                        f'space of exactly one action, got {space.names}.')
@@ -147,11 +146,14 @@ class ARNet(nn.Module):
         b, t, r, r, -1)
 
   def decide(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
-             forced: jax.Array | None = None) -> policy_lib.PolicyTrace:
+             forced: jax.Array | None = None,
+             noise: jax.Array | None = None) -> policy_lib.PolicyTrace:
     """Runs only the policy: `[B, T, H, W, 3]` -> PolicyTrace.
 
     Decisions depend only on the policy network, which is what lets sparse inference decide
-    first and run the backbones afterwards.
+    first and run the backbones afterwards. `noise` (`[B, T, A]` standard Gumbel) replaces the
+    'gumbel' rng stream; data-parallel training draws it for the global batch so that the
+    samples do not depend on the number of devices.
     """
     b, t = video.shape[:2]
     a = self.action_space.num_actions
@@ -161,19 +163,21 @@ class ARNet(nn.Module):
       sampling = 'uniform'
     else:
       sampling = 'gumbel' if train else 'argmax'
-    noise = None
-    if sampling != 'argmax' and forced is None:
+    if sampling == 'argmax' or forced is not None:
+      noise = None
+    elif noise is None:
       noise = policy_lib.gumbel_noise(self.make_rng('gumbel'), (b, t, a))
     trace = self.policy(self.policy_frames(video), train=train, sampling=sampling, noise=noise,
                         tau=tau, forced=forced)
-    if self.policy_mode == 'all':
+    if self.policy_mode == 'all':  # skip actions, if any, are never taken
       r = self.action_space.num_resolution_actions
       actions = jnp.zeros((b, t, a)).at[..., :r].set(1.0)
       trace = trace._replace(actions=actions, decided=jnp.ones((b, t), bool))
     return trace
 
   def __call__(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
-               forced: jax.Array | None = None, policy_train: bool | None = None) -> dict:
+               forced: jax.Array | None = None, noise: jax.Array | None = None,
+               policy_train: bool | None = None) -> dict:
     """Masked-compute forward pass.
 
     Args:
@@ -181,13 +185,15 @@ class ARNet(nn.Module):
       train: batch statistics, dropout and Gumbel sampling on.
       tau: Gumbel-Softmax temperature.
       forced: optional `[B, T]` int actions that replace the policy's decisions.
+      noise: optional `[B, T, A]` Gumbel noise (see `decide`).
       policy_train: train flag of the policy network alone (False freezes its batch-norm
         statistics for fine-tuning); defaults to `train`.
 
     Returns a dict:
       logits `[B, C]` video logits; frame_logits `[B, T, C]` the selected logits of each frame
       (zero where skipped); actions `[B, T, A]`; decided `[B, T]`; processed `[B, T]` how many
-      resolution actions each frame used; action_logits `[B, T, A]`.
+      resolution actions each frame used; action_logits `[B, T, A]`; resolution_logits
+      `[B, T, R, C]` every resolution action's logits on every frame.
     """
     b, t = video.shape[:2]
     space = self.action_space
@@ -196,16 +202,18 @@ class ARNet(nn.Module):
               for net, r in zip(self.backbone, space.resolutions)]
     if self.uses_policy:
       trace = self.decide(video, train=train if policy_train is None else policy_train, tau=tau,
-                          forced=forced)
+                          forced=forced, noise=noise)
       if space.policy_action:
         logits.append(self.policy.lite_logits(trace.hidden))
       actions, decided, action_logits = trace.actions, trace.decided, trace.logits
-    else:  # every frame takes every (here: the only, or every resolution) action
-      actions = jnp.ones((b, t, space.num_actions))
+    else:  # no policy network: every frame takes every resolution action
+      actions = jnp.zeros((b, t, space.num_actions)).at[..., :space.num_resolution_actions].set(1)
       decided = jnp.ones((b, t), bool)
       action_logits = jnp.zeros((b, t, space.num_actions))
-    return aggregate(jnp.stack(logits, axis=2), actions) | dict(
-        actions=actions, decided=decided, action_logits=action_logits)
+    resolution_logits = jnp.stack(logits, axis=2)
+    return aggregate(resolution_logits, actions) | dict(
+        actions=actions, decided=decided, action_logits=action_logits,
+        resolution_logits=resolution_logits)
 
 
 def aggregate(resolution_logits: jax.Array, actions: jax.Array) -> dict:
@@ -258,7 +266,7 @@ class LSTMBaseline(nn.Module):
     def step(carry, g):
       carry = policy_lib.lstm_step(carry, g, hh)
       return carry, carry[1]
-    zeros = jnp.zeros((b, self.lstm_hidden), jnp.float32)
+    zeros = jnp.broadcast_to(jnp.zeros_like(gates[:, 0, :1]), (b, self.lstm_hidden))
     _, hidden = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(gates, 0, 1))
     hidden = nn.Dropout(self.dropout_rate)(jnp.swapaxes(hidden, 0, 1), deterministic=not train)
     frame_logits = nn.Dense(self.num_classes, kernel_init=backbones.head_init, name='head')(hidden)

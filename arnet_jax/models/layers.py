@@ -155,6 +155,12 @@ def conv_with_tap_matmul_grad(lhs, rhs, window_strides, padding, lhs_dilation=No
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
         feature_group_count, precision=precision)
+  # Under shard_map a replicated kernel meets a per-device input: make the kernel per-device
+  # too, so this custom gradient's per-device kernel cotangent has the kernel's type (JAX then
+  # sums it over devices, as it does for its own convolution).
+  varying = jax.typeof(lhs).manual_axis_type.varying - jax.typeof(rhs).manual_axis_type.varying
+  if varying:
+    rhs = jax.lax.pcast(rhs, tuple(varying), to='varying')
   return _conv_nhwc(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding))
 
 

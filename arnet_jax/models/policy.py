@@ -123,8 +123,11 @@ def scan_policy(input_gates: jax.Array, hh_kernel: jax.Array, head_kernel: jax.A
     remaining = jnp.maximum(jnp.where(covered, remaining, skip_len[chosen]) - 1, 0)
     return (c_out, h_out, remaining, action), (action, ~covered, logits, h_out, c_out)
 
-  init = (jnp.zeros((b, hidden_size), jnp.float32), jnp.zeros((b, hidden_size), jnp.float32),
-          jnp.zeros((b,), jnp.int32), jnp.zeros((b, num_actions), jnp.float32))
+  # The initial state is derived from the inputs so that, under shard_map, it varies across
+  # devices as the loop's later states do.
+  zero = jnp.zeros_like(input_gates[:, 0, :1], jnp.float32)
+  init = (jnp.broadcast_to(zero, (b, hidden_size)), jnp.broadcast_to(zero, (b, hidden_size)),
+          zero[:, 0].astype(jnp.int32), jnp.broadcast_to(zero, (b, num_actions)))
   _, ys = jax.lax.scan(step, init, xs)
   return PolicyTrace(*(jnp.swapaxes(y, 0, 1) for y in ys))
 

@@ -1,1 +1,1 @@
-"""Command-line tools: `python -m arnet_jax.tools.<name>`."""
+"""Command-line tools: `python -m arnet_jax.tools.<name>` (e.g. `report`)."""

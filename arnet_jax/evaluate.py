@@ -1,0 +1,189 @@
+"""Evaluation: deterministic policy, every video of the split once, metrics from actual decisions.
+
+`Evaluator(model, config, mesh).run(variables)` is what training calls after each epoch;
+`evaluate_checkpoint(config, workdir)` is `config.mode=eval` (no training split needed).
+
+Written to WORKDIR/eval/: metrics.json (mAP, mmAP, top1, top5, gflops_per_frame,
+gflops_per_video, action_usage, ...), predictions.npz (per-video logits, labels, decisions; the
+report tool draws from it) and TensorBoard scalars.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+from flax import traverse_util
+
+from arnet_jax import checkpoint as ckpt_lib
+from arnet_jax import data as data_lib
+from arnet_jax import defaults, flops, metrics, models, parallel
+from arnet_jax.tools import report
+
+ROUTINGS = ('sparse', 'masked')
+
+
+def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm.tqdm:
+  return tqdm.tqdm(total=total, initial=initial, desc=desc, disable=not enabled,
+                   dynamic_ncols=True, leave=False)
+
+
+class Evaluator:
+  """Runs a model over the evaluation split and computes every metric."""
+
+  def __init__(self, model, config: ml_collections.ConfigDict, mesh):
+    if config.eval.routing not in ROUTINGS:
+      raise ValueError(f'eval.routing must be one of {ROUTINGS}, got {config.eval.routing!r}')
+    self.model, self.config, self.mesh = model, config, mesh
+    self.table = flops.cost_table(config.model)
+    self.names = models.action_space(config.model).names
+    self.predict = self._masked_predict()
+
+  def _masked_predict(self):
+    model, seed = self.model, self.config.eval.seed
+
+    @jax.jit
+    def predict(variables, video, index):
+      out = model.apply(variables, video, rngs={'gumbel': jax.random.fold_in(
+          jax.random.key(seed), index)})
+      result = {k: out[k] for k in ('logits', 'actions', 'decided')}
+      if 'resolution_logits' in out:  # each resolution action's own video logits [B, R, C]
+        result['action_video_logits'] = out['resolution_logits'].mean(1)
+      return result
+    return predict
+
+  def run(self, variables: dict, *, step: int | None = None, writer=None) -> dict:
+    """-> {'metrics': {...}, 'predictions': {...}} over the whole evaluation split."""
+    config, mesh = self.config, self.mesh
+    processes = jax.process_count()
+    if config.eval.batch_size % jax.device_count():
+      raise ValueError(f'eval.batch_size={config.eval.batch_size} must be a multiple of the '
+                       f'{jax.device_count()} devices.')
+    local_batch = config.eval.batch_size // processes
+    eval_iter, num_examples = data_lib.create_split(
+        config.data, config.data.eval_split, batch_size=local_batch, train=False,
+        num_classes=config.model.num_classes)
+    steps = data_lib.eval_steps(num_examples, local_batch, processes)
+    collected = []
+    bar = progress_bar(steps, 0, 'eval', jax.process_index() == 0)
+    for i, batch in enumerate(eval_iter):
+      batch = parallel.shard_batch(mesh, batch)
+      out = self.predict(variables, batch.pop('video'), i)
+      collected.append(parallel.to_host({**out, **batch}))
+      bar.update(1)
+    bar.close()
+    predictions = {k: np.concatenate([c[k] for c in collected]) for k in collected[0]}
+    real = predictions['mask'] > 0
+    predictions = {k: v[real] for k, v in predictions.items()}
+    result = self.compute_metrics(predictions)
+    if step is not None:
+      result['step'] = step
+    if writer is not None:
+      for k, v in flatten_metrics(result).items():
+        writer.scalar(f'eval/{k}', v, step or 0)
+    return {'metrics': result, 'predictions': predictions}
+
+  def compute_metrics(self, p: dict) -> dict:
+    result = metrics.classification_metrics(p['logits'], p['label'], p['labels'])
+    cost = flops.decision_gflops(p['actions'], self.table)
+    result.update(gflops_per_frame=float(cost['per_frame'].mean()),
+                  gflops_per_video=float(cost['per_video'].mean()),
+                  action_usage=metrics.action_usage(p['actions'], self.names),
+                  num_videos=int(len(p['label'])), routing=self.config.eval.routing,
+                  flops_convention=self.table.convention)
+    if 'action_video_logits' in p:  # each resolution action alone, as a Uniform TSN would be
+      result['mAP_per_action'] = {
+          name: metrics.classification_metrics(p['action_video_logits'][:, r], p['label'],
+                                               p['labels'])['mAP']
+          for r, name in enumerate(self.names[:p['action_video_logits'].shape[1]])}
+    if 'evidence' in p:  # the demo: where does the policy send the frames that matter?
+      top = p['actions'][..., 0] > 0.5
+      evidence = p['evidence'].astype(bool)
+      result['evidence_to_top_resolution'] = float(top[evidence].mean()) if evidence.any() else 0
+      result['other_to_top_resolution'] = float(top[~evidence].mean()) if (~evidence).any() else 0
+    return result
+
+
+def flatten_metrics(result: dict, prefix: str = '') -> dict[str, float]:
+  flat = {}
+  for k, v in result.items():
+    if isinstance(v, dict):
+      flat.update(flatten_metrics(v, f'{prefix}{k}/'))
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+      flat[f'{prefix}{k}'] = float(v)
+  return flat
+
+
+def write_metrics(directory: str, result: dict, is_main: bool = True,
+                  predictions: dict | None = None) -> None:
+  if not is_main:
+    return
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, 'metrics.json'), 'w') as f:
+    json.dump(result, f, indent=2, sort_keys=True)
+  if predictions is not None:
+    np.savez_compressed(os.path.join(directory, 'predictions.npz'), **predictions)
+
+
+def summary_table(rows: dict[str, dict]) -> str:
+  """A markdown table: one row per run, the paper's columns and the action usage."""
+  lines = ['| run | mAP | mmAP | top1 | GFLOPs/f | GFLOPs/V | action usage |',
+           '|---|---:|---:|---:|---:|---:|---|']
+  for name, m in rows.items():
+    usage = ', '.join(f'{a} {100 * s:.0f}%' for a, s in m['action_usage'].items() if s > 0.005)
+    lines.append(f'| {name} | {m["mAP"]:.1f} | {m["mmAP"]:.1f} | {m["top1"]:.1f} | '
+                 f'{m["gflops_per_frame"]:.4g} | {m["gflops_per_video"]:.4g} | {usage} |')
+  return '\n'.join(lines)
+
+
+def restore_for(model, config: ml_collections.ConfigDict, path: str) -> dict:
+  """The variables `model` needs, taken from the checkpoint at `path`.
+
+  Entries the model does not use are left out (Uniform reads only `backbone_0` of an AR-Net
+  checkpoint); a missing entry or a shape mismatch is an error listing them.
+  """
+  top = models.action_space(config.model).top_resolution
+  example = jnp.zeros((1, config.data.num_frames, top, top, 3), jnp.float32)
+  expected = jax.eval_shape(lambda: model.init(
+      {'params': jax.random.key(0), 'gumbel': jax.random.key(0)}, example))
+  expected = {k: expected[k] for k in ('params', 'batch_stats') if k in expected}
+  loaded, _ = ckpt_lib.load_variables(path)
+  selected = {}
+  for collection, tree in expected.items():
+    wanted = traverse_util.flatten_dict(tree, sep='/')
+    have = traverse_util.flatten_dict(loaded.get(collection, {}), sep='/')
+    selected[collection] = traverse_util.unflatten_dict(
+        {k: v for k, v in have.items() if k in wanted}, sep='/')
+  ckpt_lib.check_structure(selected, expected, what=f'checkpoint {path}')
+  return selected
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        checkpoint: str | None = None) -> dict:
+  """`config.mode=eval`: evaluates a checkpoint (default `config.checkpoint`) on the evaluation
+  split and writes WORKDIR/eval. The training split is not needed."""
+  defaults.validate(config)
+  checkpoint = checkpoint or config.checkpoint
+  if not checkpoint:
+    raise ValueError('config.mode=eval needs config.checkpoint=PATH (a workdir, its best/ or '
+                     'checkpoints/ folder, or one step folder).')
+  if config.data.name == 'demo' and jax.process_index() == 0:
+    data_lib.ensure_demo_dataset(config.data.data_dir, config.data.builder_config or 'default')
+  model = models.create_model(config.model)
+  mesh = parallel.make_mesh()
+  variables = parallel.replicate(mesh, restore_for(model, config, checkpoint))
+  result = Evaluator(model, config, mesh).run(variables)
+  result['metrics']['checkpoint'] = os.path.abspath(checkpoint)
+  write_metrics(os.path.join(workdir, 'eval'), result['metrics'], jax.process_index() == 0,
+                result['predictions'])
+  if jax.process_index() == 0:
+    print(summary_table({config.model.variant: result['metrics']}))
+  logging.info('Evaluation of %s written to %s/eval.', checkpoint, workdir)
+  report.maybe_write_report(workdir, config)
+  return result['metrics']

@@ -1,0 +1,30 @@
+"""The built-in demo: AR-Net's recipe in miniature on a 2-core CPU (no download).
+
+The demo dataset (generated from a seed, see arnet_jax/data/demo.py) hides a tiny class glyph in
+some of the 16 frames; a coloured pad shows *where* at any resolution, but *what* is only
+readable at 64 px. Tiny ResNet-50/34/18 (1/8 width) at 64/48/32 px and a tiny MobileNetV2 policy
+at 24 px, the paper's structure and action space.
+
+python -m arnet_jax.main --config=configs/demo.py     # warm-up, joint, fine-tune, baselines
+"""
+from arnet_jax import defaults
+
+
+def get_config():
+  config = defaults.get_config()
+  config.mode = 'recipe'
+  config.data = defaults.data_config('demo')
+  config.model.num_classes = 10
+  config.model.resolutions = (64, 48, 32)
+  config.model.policy_resolution = 24
+  config.model.width_multiplier = 0.125
+  config.model.depth_multiplier = 0.34
+  config.model.lstm_hidden = 64
+  config.train.batch_size = 16
+  config.train.log_every_steps = 10
+  config.train.checkpoint_every_steps = 100
+  config.eval.batch_size = 40
+  config.warmup.update(lr=0.05, num_epochs=6, lr_steps=(4,))
+  config.joint.update(lr=0.01, num_epochs=4, lr_steps=(3,))
+  config.finetune.update(lr=0.005, num_epochs=2, lr_steps=(100,))
+  return config

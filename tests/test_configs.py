@@ -1,0 +1,32 @@
+"""Every experiment config loads, has only known fields, and is consistent with itself."""
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from arnet_jax import defaults, models
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), '..', 'configs', '*.py')))
+
+
+def load(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def test_the_configs_of_the_paper_and_the_demo_exist():
+  names = {os.path.basename(p)[:-3] for p in CONFIGS}
+  assert {'activitynet', 'fcvid', 'mini_kinetics', 'activitynet_efficientnet',
+          'fcvid_efficientnet', 'mini_kinetics_efficientnet', 'demo'} <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: os.path.basename(p))
+def test_config_is_valid_and_its_crop_is_the_models_top_resolution(path):
+  config = load(path)
+  defaults.validate(config)
+  assert config.data.image_size == models.action_space(config.model).top_resolution
+  assert config.model.num_classes == {'activitynet': 200, 'fcvid': 239, 'mini_kinetics': 200,
+                                      'demo': 10}[config.data.name]

@@ -1,0 +1,189 @@
+"""Training and evaluation on the tiny demo dataset: resume, SIGTERM, eval from a checkpoint,
+every baseline variant, the frozen policy, config errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_model_config, tiny_train_config
+from flax import traverse_util
+
+from arnet_jax import checkpoint, defaults, evaluate, flops, main, parallel, train
+from arnet_jax import data as data_lib
+
+
+def final_variables(workdir):
+  state, _ = checkpoint.load(os.path.join(workdir, 'checkpoints'))
+  return {'params': state['params'], 'batch_stats': state['batch_stats']}, int(state['step'])
+
+
+def sigterm_at_batch(monkeypatch, batch_index):
+  """Makes the training input send this process SIGTERM when it yields batch `batch_index`."""
+  create_split = data_lib.create_split
+
+  def create_split_then_sigterm(*args, **kwargs):
+    iterator, n = create_split(*args, **kwargs)
+    if not kwargs.get('train'):
+      return iterator, n
+
+    def batches():
+      for i, batch in enumerate(iterator):
+        if i == batch_index:
+          os.kill(os.getpid(), signal.SIGTERM)
+        yield batch
+    return batches(), n
+  monkeypatch.setattr(data_lib, 'create_split', create_split_then_sigterm)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(demo_data_dir, tmp_path_factory):
+  """Joint training, 2 epochs of 3 steps, evaluated after each epoch."""
+  config = tiny_train_config(demo_data_dir)
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  return config, workdir, train.train_and_evaluate(config, workdir)
+
+
+def test_sigterm_saves_a_checkpoint_and_resuming_ends_like_an_uninterrupted_run(
+    uninterrupted, tmp_path, monkeypatch):
+  config, reference_dir, reference_metrics = uninterrupted
+  workdir = str(tmp_path / 'interrupted')
+  sigterm_at_batch(monkeypatch, 3)  # while step 4 (the first of epoch 2) is prepared
+  assert train.train_and_evaluate(config, workdir) == {'interrupted_at_step': 4}
+  assert final_variables(workdir)[1] == 4
+  monkeypatch.undo()
+
+  resumed_metrics = train.train_and_evaluate(config, workdir)
+  assert resumed_metrics == reference_metrics
+  (got, step), (want, want_step) = final_variables(workdir), final_variables(reference_dir)
+  assert step == want_step == 6
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+def test_the_final_metrics_are_written_with_the_documented_keys(uninterrupted):
+  _, workdir, result = uninterrupted
+  with open(os.path.join(workdir, 'eval', 'metrics.json')) as f:
+    written = json.load(f)
+  for key in ('mAP', 'mmAP', 'top1', 'top5', 'gflops_per_frame', 'gflops_per_video',
+              'action_usage'):
+    assert key in written
+  assert written['mAP'] == pytest.approx(result['mAP'])
+  assert sum(written['action_usage'].values()) == pytest.approx(1.0)
+  assert written['num_videos'] == 12  # every validation video once, padding dropped
+
+
+def test_evaluating_the_best_checkpoint_reproduces_the_training_time_evaluation(
+    uninterrupted, tmp_path):
+  config, workdir, result = uninterrupted
+  config = config.copy_and_resolve_references()
+  config.mode, config.checkpoint = 'eval', workdir
+  metrics = evaluate.evaluate_checkpoint(config, str(tmp_path))
+  for key in ('mAP', 'mmAP', 'top1', 'top5', 'gflops_per_frame', 'action_usage'):
+    assert metrics[key] == result[key], key
+  assert os.path.exists(tmp_path / 'eval' / 'predictions.npz')
+
+
+def test_evaluation_rejects_a_checkpoint_of_another_architecture(uninterrupted, tmp_path):
+  config, workdir, _ = uninterrupted
+  config = config.copy_and_resolve_references()
+  config.model.num_classes = 7
+  with pytest.raises(ValueError, match=r'shape: .*head/kernel has \(.*, 4\), the model needs'):
+    evaluate.evaluate_checkpoint(config, str(tmp_path), checkpoint=workdir)
+
+
+# --- One step of every variant and stage. --------------------------------------------------------
+
+def one_step(config):
+  """Builds the stage's model and optimiser, runs one train step on a random batch."""
+  mesh = parallel.make_mesh()
+  model = train.stage_model(config, bn_axis_name=parallel.BATCH_AXIS)
+  example = jnp.zeros((1, 16, 64, 64, 3))
+  variables = train.initial_variables(model, config, example)
+  tx = train.create_optimizer(config, variables['params'], steps_per_epoch=3)
+  state = train.TrainState(jnp.zeros((), jnp.int32), variables['params'],
+                           variables['batch_stats'], tx.init(variables['params']))
+  table = flops.cost_table(config.model)
+  step = train.make_train_step(model, tx, config, np.asarray(table.action_gflops), mesh)
+  batch = {'video': jax.random.normal(jax.random.key(0), (8, 16, 64, 64, 3)),
+           'label': jnp.arange(8) % 4}
+  new_state, metrics = step(jax.tree.map(jnp.copy, state), parallel.shard_batch(mesh, batch),
+                            jax.random.key(1), jnp.float32(5.0))
+  return state, new_state, metrics
+
+
+@pytest.mark.parametrize('variant,stage', [
+    ('arnet', 'warmup'), ('arnet', 'joint'), ('uniform', 'joint'), ('lstm', 'joint'),
+    ('random', 'joint'), ('multiscale', 'joint'), ('resolution_only', 'joint'),
+    ('skip_only', 'joint'),
+])
+def test_every_variant_trains_one_step(demo_data_dir, variant, stage):
+  config = tiny_train_config(demo_data_dir, variant=variant)
+  config.stage = stage
+  state, new_state, metrics = one_step(config)
+  assert np.isfinite(float(metrics['loss']))
+  changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+                         state.params, new_state.params)
+  assert any(jax.tree.leaves(changed))
+  if train.uses_policy_loss(config):
+    assert {'ce', 'flops', 'uniformity'} <= set(metrics)
+
+
+def test_fine_tuning_freezes_the_policy_parameters_and_batch_statistics(demo_data_dir):
+  config = tiny_train_config(demo_data_dir)
+  config.stage = 'finetune'
+  state, new_state, _ = one_step(config)
+  jax.tree.map(np.testing.assert_array_equal, state.params['policy'], new_state.params['policy'])
+  jax.tree.map(np.testing.assert_array_equal, state.batch_stats['policy'],
+               new_state.batch_stats['policy'])
+  assert not np.array_equal(state.params['backbone_0']['head']['kernel'],
+                            new_state.params['backbone_0']['head']['kernel'])
+
+
+def test_linear_layers_get_the_original_learning_rate_multipliers():
+  config = defaults.get_config()
+  config.model = tiny_model_config()
+  model = train.stage_model(config)
+  params = jax.eval_shape(lambda: model.init(
+      {'params': jax.random.key(0), 'gumbel': jax.random.key(0)},
+      jnp.zeros((1, 4, 32, 32, 3))))['params']
+  labels = traverse_util.flatten_dict(train.param_labels(params, config), sep='/')
+  assert labels['backbone_0/head/kernel'] == 'head_kernel'
+  assert labels['backbone_0/head/bias'] == 'head_bias'
+  assert labels['policy/lite_head/kernel'] == 'head_kernel'
+  assert labels['backbone_0/features/bn1/scale'] == 'no_decay'
+  assert labels['backbone_0/features/conv1/kernel'] == 'default'
+  config.stage = 'finetune'
+  labels = traverse_util.flatten_dict(train.param_labels(params, config), sep='/')
+  assert {v for k, v in labels.items() if k.startswith('policy/')} == {'frozen'}
+
+
+# --- Config errors. ------------------------------------------------------------------------------
+
+def test_an_unknown_field_in_a_config_file_lists_the_valid_fields():
+  config = defaults.get_config()
+  with config.unlocked():
+    config.train.learning_rate = 0.1
+  with pytest.raises(KeyError, match='config.train.learning_rate.*Valid fields of config.train:'
+                                     '.*batch_size'):
+    defaults.validate(config)
+
+
+def test_a_mistyped_override_names_the_valid_fields():
+  message = main.config_error(['--config=x.py', '--config.train.lrr=0.1'], '--config.train.lrr')
+  assert 'Unknown config field --config.train.lrr' in message
+  assert 'Valid fields of config.train: alpha, batch_size' in message
+
+
+def test_the_command_line_rejects_a_mistyped_key_with_the_valid_ones(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'arnet_jax.main', '--config=configs/activitynet.py',
+       '--config.modle.num_classes=3', f'--workdir={tmp_path}'],
+      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+      timeout=300)
+  assert result.returncode != 0
+  assert 'Unknown config field --config.modle' in result.stderr
+  assert 'Valid fields of config: ' in result.stderr and 'model' in result.stderr
