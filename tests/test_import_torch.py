@@ -1,4 +1,5 @@
-"""Importing PyTorch weights: parity with reference torch modules, key layouts, errors.
+"""Importing PyTorch weights: parity with reference torch modules, key layouts, errors, and what
+training and evaluation read.
 
 Each parity test draws random reference weights (BatchNorm affine parameters and running
 statistics included), saves them with torch.save as the original code or torchvision would,
@@ -7,36 +8,49 @@ eval mode. The reference modules (tests/torch_reference.py) use torchvision's,
 efficientnet_pytorch's and the original AR-Net's parameter names.
 
 Parity is checked in float64 on both sides (the imported float32 weights, computed in float64):
-random deep networks amplify rounding, so that PyTorch's own float32 ResNet-50 features differ from
-its float64 ones by up to ~1e-3 here, and a float32 comparison at 1e-4 would measure rounding, not
-the import. One test also runs our float32 forward. Inputs are small and every model is compiled
-once, so the file runs in about two minutes on two CPU cores.
+random deep networks amplify rounding, so that PyTorch's own float32 EfficientNet-B1 features
+(up to ~1e3) differ from its float64 ones by up to ~2e-2 here, and a float32 comparison at 1e-4
+would measure rounding, not the import. The evaluation test runs our float32 evaluation. The ImageNet backbones
+are full size; the AR-Nets have the paper's structure at 1/8 width and ~1/3 depth, which checks
+the same names and wiring at a fraction of the compile time.
 """
+import contextlib
 import copy
 import functools
+import io
+import json
 import os
-import subprocess
 import sys
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from absl import flags
+from conftest import tiny_train_config
 
 torch = pytest.importorskip('torch')
 import torch_reference as ref  # noqa: E402  (needs torch)
 
-from arnet_jax import checkpoint, defaults, models  # noqa: E402
+from arnet_jax import checkpoint, defaults, main, models, train  # noqa: E402
+from arnet_jax import data as data_lib  # noqa: E402
 from arnet_jax.models import arnet as arnet_lib  # noqa: E402
 from arnet_jax.tools import import_torch, torch_names  # noqa: E402
 from arnet_jax.tools.import_torch import ConversionError  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 TOL = dict(rtol=1e-4, atol=1e-4)
-# Each model runs once or twice here: LLVM's optimisations would cost more than they save
-# (compiles ~35% faster; results are unaffected).
-jit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
+# Each model runs once or twice here, so compiling is what costs: without LLVM's optimisations
+# and with XLA's older elemental emitters, compiling takes about a third of the time (the
+# comparisons below are what shows the results are unaffected).
+jit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0,
+                                                   'xla_cpu_use_fusion_emitters': False})
+# torch's OpenMP threads keep spinning after each operation and slow XLA down on a small
+# machine; the reference networks are small, one thread is enough for them.
+torch.set_num_threads(1)
 
 
 def nhwc(x):
@@ -99,6 +113,20 @@ def save(state, path, *, wrapped=False):
   return str(path)
 
 
+def import_command_line(*args):
+  """`python -m arnet_jax.tools.import_torch ARGS` in this process: (status, stdout, stderr)."""
+  flag_values = flags.FlagValues()
+  import_torch.define_flags(flag_values)
+  argv = ['import_torch', *args]
+  out, err = io.StringIO(), io.StringIO()
+  # config_flags reads its --config.* overrides from sys.argv.
+  with mock.patch.object(sys, 'argv', argv), contextlib.redirect_stdout(out), \
+      contextlib.redirect_stderr(err):
+    flag_values(argv)
+    status = import_torch.run_from_flags(flag_values)
+  return status, out.getvalue(), err.getvalue()
+
+
 # --- ImageNet backbones. ----------------------------------------------------------------------
 
 @pytest.mark.parametrize('arch,size', SIZES.items())
@@ -156,18 +184,14 @@ def test_tsn_checkpoint_imports_as_a_classifier_with_its_head(tmp_path):
   tsn = TSN(ref.randomize(ref.backbone('resnet18', num_classes=None), 1,
                           torch_input((16, 3, 32, 32), 2)),
             ref.randomize(torch.nn.Linear(512, 11), 2))
-  path = import_torch.import_checkpoint(save(tsn.state_dict(), tmp_path / 'tsn.pth.tar',
-                                             wrapped=True), 'tsn', str(tmp_path / 'out'))
-  variables, meta = checkpoint.load_variables(path)
+  state = import_torch.load_state_dict(save(tsn.state_dict(), tmp_path / 'tsn.pth.tar',
+                                             wrapped=True))
+  variables, meta = import_torch.convert_state_dict(state, 'tsn')
   assert (meta['arch'], meta['num_classes'], meta['dropped']) == ('resnet18', 11, [])
   x = torch_input((2, 3, 32, 32), 3)
-  expected = reference_output(tsn, x)
   model = models.Classifier(models.create_backbone('resnet18', dtype=jnp.float64), 11)
-  np.testing.assert_allclose(run64(jit(model.apply), variables, nhwc(x)), expected, **TOL)
-  # Our float32 forward, as run in practice, is within float32 rounding of it.
-  model = models.Classifier(models.create_backbone('resnet18'), 11)
-  ours = jit(model.apply)(variables, nhwc(x).astype(np.float32))
-  np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+  np.testing.assert_allclose(run64(jit(model.apply), variables, nhwc(x)),
+                             reference_output(tsn, x), **TOL)
 
 
 def test_tsn_needs_a_known_architecture_and_its_head():
@@ -183,6 +207,7 @@ def test_tsn_needs_a_known_architecture_and_its_head():
 
 B, T, C = 2, 8, 7
 RESOLUTIONS, POLICY_RESOLUTION = (32, 24, 16), 16
+TINY = dict(width=0.125, depth=0.34, hidden=16)  # the structure of the paper's nets, smaller
 
 
 def reference_arnet(backbones, seed, *, resolutions=RESOLUTIONS, width=1.0, depth=1.0, hidden=512,
@@ -220,20 +245,27 @@ FORCED = {'policy_head_before_skips': torch.tensor([[3, 0, 6, 3, 3, 3, 1, 2],
 
 @pytest.fixture(scope='module')
 def resnet_arnet(tmp_path_factory):
-  """The paper's AR-Net, real structures, imported through the command line (default config).
+  """The paper's AR-Net (ResNet-50/34/18, a MobileNetV2 policy with its own head, skips 1/2/4)
+  at tiny width and depth, saved as the original code saves it and imported through the command
+  line with configs/activitynet.py and overrides (the number of classes comes from the file).
 
-  Returns (reference net, meta, ours(pattern), reference(pattern, freeze_cell)); the outputs are
+  Returns (state dict, meta, ours(pattern), reference(pattern, freeze_cell)); the outputs are
   computed once per pattern.
   """
-  net = reference_arnet(('resnet50', 'resnet34', 'resnet18'), seed=0)
+  net = reference_arnet(('resnet50', 'resnet34', 'resnet18'), seed=0, width=TINY['width'],
+                        depth=TINY['depth'], hidden=TINY['hidden'])
   tmp = tmp_path_factory.mktemp('arnet')
   src = save(net.state_dict(), tmp / 'exp0_res_ada.pth.tar', wrapped=True)
   out = tmp / 'imported'
-  run = subprocess.run([sys.executable, '-m', 'arnet_jax.tools.import_torch', f'--src={src}',
-                        '--kind=arnet', f'--out={out}'], cwd=ROOT, capture_output=True,
-                       text=True, env={**os.environ, 'PYTHONPATH': ROOT}, check=False)
-  assert run.returncode == 0, run.stderr
-  assert 'The checkpoint has 7 classes: model.num_classes 200 -> 7' in run.stdout
+  status, stdout, stderr = import_command_line(
+      f'--src={src}', '--kind=arnet', f'--out={out}',
+      f'--config={os.path.join(ROOT, "configs", "activitynet.py")}',
+      f'--config.model.width_multiplier={TINY["width"]}',
+      f'--config.model.depth_multiplier={TINY["depth"]}',
+      f'--config.model.lstm_hidden={TINY["hidden"]}')
+  assert status == 0, stderr
+  assert 'The checkpoint has 7 classes: model.num_classes 200 -> 7' in stdout
+  assert f'Wrote {out}/0' in stdout
   variables, meta = checkpoint.load_variables(str(out))
   forward = our_arnet(meta['config'])
   net64 = copy.deepcopy(net).double()
@@ -248,7 +280,7 @@ def resnet_arnet(tmp_path_factory):
   def reference(pattern, freeze_cell):
     with torch.no_grad():
       return [x.numpy() for x in net64.decide(*frame_outputs, FORCED[pattern], freeze_cell)]
-  return net, meta, ours, reference
+  return {k: v.numpy() for k, v in net.state_dict().items()}, meta, ours, reference
 
 
 @pytest.mark.parametrize('pattern', FORCED)
@@ -277,7 +309,7 @@ def test_efficientnet_arnet_with_flat_mobilenet_names_equals_the_reference(tmp_p
   """B3/B1/B0 + a policy with the older flat MobileNetV2 names, at reduced width and depth.
 
   (B0 needs 32 pixels or more: below, a 5x5 convolution padded for 224 overhangs its input.)"""
-  width, depth, hidden, resolutions = 0.25, 0.34, 64, (48, 40, 32)
+  width, depth, hidden, resolutions = TINY['width'], TINY['depth'], TINY['hidden'], (48, 40, 32)
   video = torch_input((B, T, 3, 48, 48), 6)
   net = reference_arnet(('efficientnet_b3', 'efficientnet_b1', 'efficientnet_b0'), seed=1,
                         resolutions=resolutions, width=width, depth=depth, hidden=hidden,
@@ -285,10 +317,9 @@ def test_efficientnet_arnet_with_flat_mobilenet_names_equals_the_reference(tmp_p
   assert 'lite_backbone.features.1.conv.4.running_var' in net.state_dict()  # flat naming
   config = import_torch.default_config('arnet_efficientnet')
   config.model.update(width_multiplier=width, depth_multiplier=depth, lstm_hidden=hidden)
-  path = import_torch.import_checkpoint(
-      save(net.state_dict(), tmp_path / 'exp6_eff_ada.pth.tar', wrapped=True),
-      'arnet_efficientnet', str(tmp_path / 'out'), config=config)
-  variables, meta = checkpoint.load_variables(path)
+  state = import_torch.load_state_dict(save(net.state_dict(), tmp_path / 'exp6_eff_ada.pth.tar',
+                                             wrapped=True))
+  variables, meta = import_torch.convert_state_dict(state, 'arnet_efficientnet', config=config)
   forced = FORCED['policy_head_after_skips']
   out = our_arnet(meta['config'], resolutions)(variables, nhwc(video), forced.numpy())
   logits, decisions, _ = reference_output(net, video, forced, method='forward', freeze_cell=True)
@@ -297,9 +328,6 @@ def test_efficientnet_arnet_with_flat_mobilenet_names_equals_the_reference(tmp_p
 
 
 # --- The original baselines, through --config.model.variant (tiny networks). --------------------
-
-TINY = dict(width=0.125, depth=0.34, hidden=16)
-
 
 def tiny_config(**model):
   config = defaults.get_config()
@@ -346,8 +374,10 @@ def test_original_baselines_import_as_our_variants(variant, frame_independent, d
   np.testing.assert_allclose(ours, reference_output(net, video, method='policy_only'), **TOL)
 
 
-def test_original_multiscale_gets_a_zero_action_head(capsys):
-  """exp5 was trained with a skip action (4 + 1 actions) that Multi-Scale never uses."""
+def test_original_multiscale_gets_a_zero_action_head_unless_its_skips_are_given(capsys):
+  """exp5 was trained with --skip_list 1 (4 + 1 actions). Multi-Scale never uses its action
+  head: with the default skips (1, 2, 4) it has 7 outputs and is set to zeros, with a message;
+  with model.skips=(1,) it is the checkpoint's."""
   torch.manual_seed(0)
   net = ref.ARNet([tiny_reference(a, r) for a, r in [('resnet50', 32), ('resnet34', 24),
                                                      ('resnet18', 16)]],
@@ -357,12 +387,17 @@ def test_original_multiscale_gets_a_zero_action_head(capsys):
   variables, _ = import_torch.convert_state_dict(state, 'arnet',
                                                  config=tiny_config(variant='multiscale'))
   head = variables['params']['policy']['action_head']
-  assert head['kernel'].shape == (TINY['hidden'], 4) and not head['kernel'].any()
+  assert head['kernel'].shape == (TINY['hidden'], 7) and not head['kernel'].any()
   message = capsys.readouterr().out
   assert 'policy/action_head is unused by this model; the checkpoint does not fit it' in message
   assert 'linear.weight [5, 16]' in message
   np.testing.assert_array_equal(variables['params']['policy']['lite_head']['kernel'],
                                 state['lite_fc.weight'].T)
+  variables, _ = import_torch.convert_state_dict(
+      state, 'arnet', config=tiny_config(variant='multiscale', skips=(1,)))
+  np.testing.assert_array_equal(variables['params']['policy']['action_head']['kernel'],
+                                state['linear.weight'].T)
+  assert 'set to zeros' not in capsys.readouterr().out
 
 
 def test_original_tsn_imports_as_the_uniform_variant():
@@ -377,6 +412,107 @@ def test_original_tsn_imports_as_the_uniform_variant():
   np.testing.assert_array_equal(variables['params']['backbone_0']['head']['bias'], np.arange(C))
   np.testing.assert_array_equal(variables['batch_stats']['backbone_0']['features']['bn1']['var'],
                                 state['base_model.bn1.running_var'])
+
+
+# --- What training and evaluation read. ---------------------------------------------------------
+
+EVAL_CONFIG = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import tiny_train_config
+
+
+def get_config():  # the tiny demo model: ResNet-18 at 64 px, a ResNet-18 policy at 32 px
+  config = tiny_train_config({data_dir!r})
+  config.mode = 'eval'
+  return config
+"""
+
+
+@torch.no_grad()
+def centre_the_policy_on(net, video):
+  """Random LSTM biases swamp the little that tells one demo frame from another, and the policy
+  would take one action everywhere: centre the LSTM's input gates on the frames' mean feature,
+  so that the decisions vary from frame to frame."""
+  mean = net.lite_backbone.embed(net.at(video.flatten(0, 1), net.policy_resolution)).mean(0)
+  net.rnn.weight_ih.mul_(3.0)
+  net.rnn.bias_ih.copy_(-net.rnn.weight_ih @ mean - net.rnn.bias_hh)
+  net.linear.bias.zero_()
+
+
+def test_an_imported_arnet_checkpoint_evaluates_as_the_reference_decides(demo_data_dir,
+                                                                        tmp_path):
+  """Command line to command line: a torch AR-Net checkpoint -> import_torch -> arnet_jax.main
+  mode=eval on the tiny demo data. Every decision is the argmax of the reference policy's
+  probabilities, and every video's logits are the reference's with those decisions."""
+  config = tiny_train_config(demo_data_dir)
+  batches, _ = data_lib.create_split(config.data, config.data.eval_split, batch_size=12,
+                                     train=False, num_classes=4)
+  batch = next(batches)  # the 12 validation videos, in evaluation order
+  video = torch.tensor(batch['video']).movedim(-1, -3)
+  net = ref.ARNet([tiny_reference('resnet18', 64, seed=1)], tiny_reference('resnet18', 32), 4,
+                  (64,), 32, skip_list=[1, 2, 4], hidden_dim=TINY['hidden'])
+  for module in (net.rnn, net.linear, net.lite_fc, *net.new_fc_list):
+    ref.randomize(module, seed=2)
+  centre_the_policy_on(net, video)
+  src = save(net.state_dict(), tmp_path / 'tiny_ada.pth.tar', wrapped=True)
+  config_file = tmp_path / 'tiny_eval.py'
+  config_file.write_text(EVAL_CONFIG.format(tests=TESTS, data_dir=demo_data_dir))
+  status, _, stderr = import_command_line(f'--src={src}', '--kind=arnet',
+                                          f'--out={tmp_path / "imported"}',
+                                          f'--config={config_file}')
+  assert status == 0, stderr
+
+  argv = ['main', f'--config={config_file}', f'--config.checkpoint={tmp_path / "imported"}',
+          f'--workdir={tmp_path / "eval_run"}', '--compilation_cache=']
+  with mock.patch.object(sys, 'argv', argv):
+    main.main(main.parse_flags(argv))
+  with open(tmp_path / 'eval_run' / 'eval' / 'metrics.json') as f:
+    assert json.load(f)['num_videos'] == 12
+  ours = dict(np.load(tmp_path / 'eval_run' / 'eval' / 'predictions.npz'))
+  np.testing.assert_array_equal(ours['label'], batch['label'])
+
+  forced = ours['actions'].argmax(-1)
+  logits, decisions, log_probs = reference_output(net, video, torch.from_numpy(forced),
+                                                  method='forward', freeze_cell=True)
+  decided = ours['decided']
+  assert len(np.unique(forced[decided])) == 5  # every action is taken somewhere
+  np.testing.assert_array_equal(forced[decided], log_probs.argmax(-1)[decided])
+  np.testing.assert_array_equal(ours['actions'], decisions)  # skips cover the same frames
+  # Our evaluation runs in float32, the reference in float64.
+  np.testing.assert_allclose(ours['logits'], logits, rtol=1e-4, atol=1e-4 * np.abs(logits).max())
+
+
+def test_imagenet_checkpoints_initialise_the_backbones_and_the_policy_for_training(tmp_path):
+  """config.init.backbones / init.policy go through train.load_features: an imported ResNet-18
+  and MobileNetV2 become backbone_0's and the policy's features (parameters and BatchNorm
+  statistics); the rest of the model is left as it was."""
+  sources = {arch: save(reference_backbone(arch).state_dict(), tmp_path / f'{arch}.pth')
+             for arch in ('resnet18', 'mobilenet_v2')}
+  paths = {arch: import_torch.import_checkpoint(src, arch, str(tmp_path / arch))
+           for arch, src in sources.items()}
+  config = defaults.get_config()
+  config.model.update(backbones=('resnet18',), resolutions=(32,), policy_resolution=16,
+                      lstm_hidden=16, num_classes=5)
+  config.stage = 'warmup'
+  model = train.stage_model(config)
+  shapes = jax.eval_shape(lambda: model.init(
+      {'params': jax.random.key(0), 'gumbel': jax.random.key(1)}, jnp.zeros((1, 2, 32, 32, 3))))
+  fresh = {k: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes[k])  # as initialised
+           for k in ('params', 'batch_stats')}
+  variables = train.load_features(fresh, paths['resnet18'], 'backbone_0')
+  variables = train.load_features(variables, paths['mobilenet_v2'], 'policy')
+  for module, arch in (('backbone_0', 'resnet18'), ('policy', 'mobilenet_v2')):
+    imported, _ = import_torch.convert_state_dict(import_torch.load_state_dict(sources[arch]),
+                                                  arch)
+    for collection in ('params', 'batch_stats'):
+      jax.tree.map(np.testing.assert_array_equal, variables[collection][module]['features'],
+                   imported[collection]['features'])
+  jax.tree.map(np.testing.assert_array_equal, variables['params']['backbone_0']['head'],
+               fresh['params']['backbone_0']['head'])
+  jax.tree.map(np.testing.assert_array_equal,
+               {k: v for k, v in variables['params']['policy'].items() if k != 'features'},
+               {k: v for k, v in fresh['params']['policy'].items() if k != 'features'})
 
 
 def test_nearest_resize_equals_torch_interpolate():
@@ -420,20 +556,59 @@ def test_mismatch_lists_the_offending_names_and_writes_nothing(edit, listed, tmp
   assert not out.exists()
 
 
-def test_config_mismatch_names_the_parameters_and_both_shapes(resnet_arnet, tmp_path):
-  net = resnet_arnet[0]
-  config = defaults.get_config()
+@pytest.fixture(scope='module')
+def full_size_exp0():
+  """exp0_res_ada's keys and shapes (200 classes), its values zeros."""
+  with torch.device('meta'):  # shapes only, no memory
+    net = ref.ARNet([ref.backbone(a, num_classes=None) for a in ('resnet50', 'resnet34',
+                                                                   'resnet18')],
+                    ref.backbone('mobilenet_v2', num_classes=None), 200, (224, 168, 112), 84,
+                    skip_list=[1, 2, 4])
+  return {k: np.zeros(v.shape, np.float32) for k, v in net.state_dict().items()}
+
+
+def test_a_full_size_original_checkpoint_fits_the_default_config(full_size_exp0):
+  """The default config (configs/activitynet.py) takes every entry, at the real sizes."""
+  variables, meta = import_torch.convert_state_dict(full_size_exp0, 'arnet')
+  assert meta['config'] == import_torch.default_config('arnet').to_dict()
+  assert (meta['num_classes'], meta['dropped']) == (200, [])
+  params = variables['params']
+  assert params['policy']['lstm_ih']['kernel'].shape == (1280, 4 * 512)
+  assert params['backbone_0']['head']['kernel'].shape == (2048, 200)
+  assert params['policy']['action_head']['kernel'].shape == (512, 7)
+
+
+def test_config_mismatch_names_the_parameters_and_both_shapes(resnet_arnet):
+  config = tiny_config()
   config.model.skips = (1, 2)  # the checkpoint was trained with skips (1, 2, 4)
-  with pytest.raises(ConversionError, match=r'shape:      linear.weight is \[7, 512\], the model '
-                     r'needs \[6, 512\]  \(params/policy/action_head/kernel \[512, 6\]\)'):
-    import_torch.convert_state_dict({k: v.numpy() for k, v in net.state_dict().items()}, 'arnet',
-                                    config=config)
+  with pytest.raises(ConversionError) as error:
+    import_torch.convert_state_dict(resnet_arnet[0], 'arnet', config=config)
+  assert str(error.value).splitlines()[1:3] == [
+      '  shape:      linear.bias is [7], the model needs [6]  (params/policy/action_head/bias [6])',
+      '  shape:      linear.weight is [7, 16], the model needs [6, 16]  '
+      '(params/policy/action_head/kernel [16, 6])']
+  assert ('The model: model.variant=arnet, actions (6): resnet50@32, resnet34@24, resnet18@16, '
+          'policy@16, skip1, skip2;') in str(error.value)
 
 
 def test_wrong_backbone_kind_is_named_in_a_hint(tmp_path):
   src = save(reference_backbone('resnet50').state_dict(), tmp_path / 'r50.pth')
-  with pytest.raises(ConversionError, match='holds a resnet50, where the model expects a resnet34'):
+  with pytest.raises(ConversionError, match='the file holds a resnet50, where the model expects '
+                     r'a resnet34.\n  Import it with --kind=resnet50.'):
     import_torch.import_checkpoint(src, 'resnet34', str(tmp_path / 'out'))
+  assert not (tmp_path / 'out').exists()
+
+
+def test_a_resnet_arnet_given_as_the_efficientnet_kind_is_named_in_a_hint(full_size_exp0):
+  # A small EfficientNet AR-Net to compare with: the hints are the same for any.
+  config = tiny_config(backbones=('efficientnet_b0',), resolutions=(32,))
+  with pytest.raises(ConversionError) as error:
+    import_torch.convert_state_dict(full_size_exp0, 'arnet_efficientnet', config=config)
+  hints = str(error.value).split('Hints:\n')[1].splitlines()
+  assert hints[0] == ('  `base_model_list.0` holds a resnet50, where the model expects a '
+                      'efficientnet_b0.')
+  assert '  An AR-Net with ResNet backbones: use --kind=arnet.' in hints
+  assert not any('arnet_efficientnet' in h for h in hints)
 
 
 def test_files_with_python_objects_need_allow_pickle(tmp_path):

@@ -16,7 +16,8 @@ Kinds (what the file holds -> what is written):
 The file may be a plain state dict or `{'state_dict': ...}`; a `module.` prefix (DataParallel) is
 removed. The arnet kinds also read the original baselines through `--config.model.variant`:
 uniform (exp2 `lite_backbone` + `lite_fc`, or exp7 `base_model` + `new_fc`), lstm (exp3),
-random (exp4), multiscale (exp5; its unused, skip-trained action head is replaced by zeros).
+random (exp4), multiscale (exp5; its action head, unused, is replaced by zeros when it was
+trained with other skips than model.skips).
 The number of classes comes from the checkpoint. Every variable of the target model must be found
 with the right shape and every checkpoint entry used (BatchNorm's `num_batches_tracked` and the
 heads/modules a kind drops excepted, with a message); otherwise a `ConversionError` lists the
@@ -27,6 +28,7 @@ num_classes, arch}. Naming rules: `arnet_jax.tools.torch_names`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import pickle
@@ -37,7 +39,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import app, flags
 from flax import traverse_util
+from ml_collections import config_flags
 
 from arnet_jax import checkpoint, defaults, models
 from arnet_jax.models import efficientnet, resnet
@@ -173,10 +177,23 @@ def _hints(state, plan) -> list[str]:
       hints.append(f'{where} has no keys; the file\'s top-level modules are {", ".join(tops)}.')
       continue
     found = torch_names.infer_architecture(shapes, mount.torch)
-    if found and found != mount.what:
-      hints.append(f'{where} holds a {found}, where the model expects a {mount.what}.')
-  if any('efficientnet' in h for h in hints):
-    hints.append('An AR-Net with EfficientNet backbones: use --kind=arnet_efficientnet.')
+    if not found or found == mount.what:
+      continue
+    hints.append(f'{where} holds a {found}, where the model expects a {mount.what}.')
+    if not mount.torch:  # an ImageNet backbone file
+      hints.append(f'Import it with --kind={found}.')
+    elif mount.torch == 'base_model':
+      hints.append(f'Give --arch={found}, or leave --arch out.')
+    elif mount.torch.startswith('base_model_list.'):
+      family = found.startswith('efficientnet'), mount.what.startswith('efficientnet')
+      if family == (True, False):
+        kind_hint = 'An AR-Net with EfficientNet backbones: use --kind=arnet_efficientnet.'
+      elif family == (False, True):
+        kind_hint = 'An AR-Net with ResNet backbones: use --kind=arnet.'
+      else:
+        continue
+      if kind_hint not in hints:
+        hints.append(kind_hint)
   if hints:
     hints.append('Choose the --kind/--arch and --config (model.backbones, policy_backbone, '
                  'variant, lstm_hidden, skips) the checkpoint was made with.')
@@ -197,6 +214,7 @@ def _head_module(arch: str) -> str:
   return '_fc' if arch in efficientnet.PARAMS else 'classifier'
 
 
+@functools.cache  # tracing a large backbone takes seconds; a Plan is only read
 def backbone_plan(arch: str) -> Plan:
   """An ImageNet backbone -> {'params': {'features'}, 'batch_stats': {'features'}}."""
   inner = _abstract(models.create_backbone(arch), (1, 32, 32, 3))
@@ -204,6 +222,7 @@ def backbone_plan(arch: str) -> Plan:
               {_head_module(arch): 'the ImageNet classification head; AR-Net trains new heads'})
 
 
+@functools.cache
 def classifier_plan(arch: str, num_classes: int) -> Plan:
   """A TSN checkpoint (`base_model`, `new_fc`) -> a Classifier's variables."""
   model = models.Classifier(models.create_backbone(arch), num_classes)
@@ -253,8 +272,8 @@ def arnet_plan(model_config: ml_collections.ConfigDict, keys) -> Plan:
                Mount(('policy', 'lite_head'), 'lite_fc', 'linear')]
   else:
     droppable = dict.fromkeys(('lite_backbone', 'rnn', 'linear', 'lite_fc'), unused)
-  # Multi-Scale runs every resolution action: the action head is never used, and the original
-  # exp5 was trained with a skip action our Multi-Scale does not have.
+  # Multi-Scale runs every resolution action: its action head is never used, and the original
+  # exp5 was trained with --skip_list 1 (5 actions), so it fits only with model.skips=(1,).
   optional = (('policy', 'action_head'),) if c.variant == 'multiscale' else ()
   return Plan(expected, mounts, droppable, optional, description)
 
@@ -334,37 +353,42 @@ def import_checkpoint(src: str, kind: str, out: str, *,
   return checkpoint.write_variables(out, variables, meta)
 
 
-def main(argv) -> None:
-  from absl import app, flags  # pylint: disable=import-outside-toplevel
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  f = flags.FLAGS
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The command line's flags (on `flag_values`, so tests can parse their own)."""
+  kw = dict(flag_values=flag_values)
+  flags.DEFINE_string('src', None, 'PyTorch file (.pth, .pth.tar).', **kw)
+  flags.DEFINE_enum('kind', None, KINDS, 'What the file holds (see the module docstring).', **kw)
+  flags.DEFINE_string('out', None, 'Output checkpoint directory (new or empty).', **kw)
+  flags.DEFINE_enum('arch', None, models.BACKBONES,
+                    '--kind=tsn: the backbone architecture (default: inferred from the keys).',
+                    **kw)
+  flags.DEFINE_bool('allow_pickle', False, 'Let torch.load unpickle arbitrary Python objects '
+                    '(only for files you trust).', **kw)
+  config_flags.DEFINE_config_file(
+      'config', None, 'Experiment config (arnet kinds); default configs/activitynet.py, or '
+      'configs/activitynet_efficientnet.py for --kind=arnet_efficientnet.', lock_config=True,
+      **kw)
+  flags.mark_flags_as_required(['src', 'kind', 'out'], flag_values=flag_values)
+
+
+def run_from_flags(f: flags.FlagValues) -> int:
+  """Imports as the flags say; prints the checkpoint written, or the error. -> exit status."""
   try:
     path = import_checkpoint(f.src, f.kind, f.out, config=f.config, arch=f.arch,
                              allow_pickle=f.allow_pickle)
   except (ConversionError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+    return 1
   print(f'Wrote {path}')
+  return 0
 
 
-def _define_flags() -> None:
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
-  flags.DEFINE_string('src', None, 'PyTorch file (.pth, .pth.tar).', required=True)
-  flags.DEFINE_enum('kind', None, KINDS, 'What the file holds (see the module docstring).',
-                    required=True)
-  flags.DEFINE_string('out', None, 'Output checkpoint directory (new or empty).', required=True)
-  flags.DEFINE_enum('arch', None, models.BACKBONES,
-                    '--kind=tsn: the backbone architecture (default: inferred from the keys).')
-  flags.DEFINE_bool('allow_pickle', False, 'Let torch.load unpickle arbitrary Python objects '
-                    '(only for files you trust).')
-  config_flags.DEFINE_config_file(
-      'config', None, 'Experiment config (arnet kinds); default configs/activitynet.py, or '
-      'configs/activitynet_efficientnet.py for --kind=arnet_efficientnet.', lock_config=True)
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  sys.exit(run_from_flags(flags.FLAGS))
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
+  define_flags()
   app.run(main)
