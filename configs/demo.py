@@ -28,6 +28,8 @@ def get_config():
   # alpha weighs as in the paper, and anneal the temperature over the few joint epochs.
   config.train.flops_loss_scale = 1200.0
   config.train.tau_decay = -0.4
+  # Trained from scratch: no fine-tuning learning-rate multipliers for the heads.
+  config.train.head_lr_mult = config.train.head_bias_lr_mult = 1.0
   config.warmup.update(lr=0.05, num_epochs=8, lr_steps=(6,))
   config.joint.update(lr=0.01, num_epochs=4, lr_steps=(3,))
   config.finetune.update(lr=0.005, num_epochs=2, lr_steps=(100,))
