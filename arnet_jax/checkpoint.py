@@ -24,8 +24,16 @@ from flax import traverse_util
 
 
 def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+  directory = os.path.abspath(directory)
+  # In a multi-process job, saves synchronise through barriers named after the step, and a
+  # barrier name may be used once per job: training saves a step to checkpoints/ and best/ at
+  # once, and a recipe's stages save the same steps in <stage>/checkpoints, so the names get
+  # the directory's last two path components (the same on every host).
+  multiprocessing = ocp.options.MultiprocessingOptions(
+      barrier_sync_key_prefix='_'.join(directory.split(os.sep)[-2:]))
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         multiprocessing_options=multiprocessing)
+  return ocp.CheckpointManager(directory, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict) -> None:

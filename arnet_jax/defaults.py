@@ -13,6 +13,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.checkpoint = ''        # mode=eval: the checkpoint to evaluate (a workdir works)
   config.distributed = False    # multi-host: call jax.distributed.initialize() first
+  # Its arguments; the defaults let JAX detect them (Cloud TPU, SLURM, Open MPI). Elsewhere
+  # (e.g. several processes on one machine) give all three, process_id differing per process.
+  config.coordinator_address = ''  # host:port of process 0
+  config.num_processes = 0       # 0 = detect
+  config.process_id = -1         # -1 = detect
 
   config.data = data_config('activitynet')  # paper 4.1 "Implementation details"
 

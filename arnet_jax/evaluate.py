@@ -200,13 +200,20 @@ def write_metrics(directory: str, result: dict, is_main: bool = True,
 
 
 def summary_table(rows: dict[str, dict]) -> str:
-  """A markdown table: one row per run, the paper's columns and the action usage."""
-  lines = ['| run | mAP | mmAP | top1 | GFLOPs/f | GFLOPs/V | action usage |',
-           '|---|---:|---:|---:|---:|---:|---|']
+  """A markdown table: one row per run, the paper's columns and the action usage (and, on the
+  demo, how often frames with and without the class evidence go to the top resolution)."""
+  demo = all('evidence_to_top_resolution' in m for m in rows.values())
+  lines = ['| run | mAP | mmAP | top1 | GFLOPs/f | GFLOPs/V | action usage |'
+           + (' top res.: evidence / other |' if demo else ''),
+           '|---|---:|---:|---:|---:|---:|---|' + ('---:|' if demo else '')]
   for name, m in rows.items():
     usage = ', '.join(f'{a} {100 * s:.0f}%' for a, s in m['action_usage'].items() if s > 0.005)
-    lines.append(f'| {name} | {m["mAP"]:.1f} | {m["mmAP"]:.1f} | {m["top1"]:.1f} | '
-                 f'{m["gflops_per_frame"]:.4g} | {m["gflops_per_video"]:.4g} | {usage} |')
+    line = (f'| {name} | {m["mAP"]:.1f} | {m["mmAP"]:.1f} | {m["top1"]:.1f} | '
+            f'{m["gflops_per_frame"]:.4g} | {m["gflops_per_video"]:.4g} | {usage} |')
+    if demo:
+      line += (f' {100 * m["evidence_to_top_resolution"]:.0f}% / '
+               f'{100 * m["other_to_top_resolution"]:.0f}% |')
+    lines.append(line)
   return '\n'.join(lines)
 
 
@@ -241,8 +248,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   if not checkpoint:
     raise ValueError('config.mode=eval needs config.checkpoint=PATH (a workdir, its best/ or '
                      'checkpoints/ folder, or one step folder).')
-  if config.data.name == 'demo' and jax.process_index() == 0:
-    data_lib.ensure_demo_dataset(config.data.data_dir, config.data.builder_config or 'default')
+  if config.data.name == 'demo':
+    data_lib.ensure_demo_dataset_on_all_processes(config.data.data_dir,
+                                                  config.data.builder_config or 'default')
   model = models.create_model(config.model)
   mesh = parallel.make_mesh()
   variables = parallel.replicate(mesh, restore_for(model, config, checkpoint))

@@ -44,8 +44,8 @@ def main(argv):
       'workdir', os.path.splitext(os.path.basename(config_flags.get_config_filename(
           FLAGS['config'])))[0])
   if config.distributed:
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize()
+    from arnet_jax import parallel  # pylint: disable=g-import-not-at-top
+    parallel.initialize_distributed(config)
   logging.info('Config:\n%s', config)
   if config.mode == 'train':
     from arnet_jax import train  # pylint: disable=g-import-not-at-top

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import time
 from typing import Any
 
@@ -258,8 +257,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   stage = config[config.stage]
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
-  if config.data.name == 'demo' and is_main:
-    data_lib.ensure_demo_dataset(config.data.data_dir, config.data.builder_config or 'default')
+  if config.data.name == 'demo':
+    data_lib.ensure_demo_dataset_on_all_processes(config.data.data_dir,
+                                                  config.data.builder_config or 'default')
 
   # Mesh and input.
   mesh = parallel.make_mesh()
@@ -313,9 +313,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     dict(meta, step=step, best=best, metrics=metrics))
       saved['step'] = step
 
-  # SIGTERM (preemption, scancel, kill): save at the next step boundary and exit cleanly.
-  stop = {'signal': None}
-  previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+  # SIGTERM (preemption, scancel, kill): save at a step boundary and exit cleanly.
+  stop = parallel.StopOnSigterm()
   key = jax.random.key(config.seed)
   history, last_log = [], time.time()
   progress = evaluate.progress_bar(total_steps, start_step, f'{config.stage}', is_main)
@@ -352,14 +351,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         save(done, results['metrics'])
       elif done % config.train.checkpoint_every_steps == 0:
         save(done)
-      if stop['signal'] is not None:
+      if stop.requested(done):
         save(done)
         manager.wait_until_finished()
         logging.warning('Stopped by signal %d at step %d; checkpoint saved. Run the same '
-                        'command again to resume.', stop['signal'], done)
+                        'command again to resume.', stop.signal, done)
         return {'interrupted_at_step': done}
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    stop.close()
     progress.close()
     manager.wait_until_finished()
     best_manager.wait_until_finished()

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from arnet_jax.models import layers
 
@@ -57,3 +58,32 @@ def test_same_padding_matches_efficientnet_pytorch_static_padding():
   assert layers.same_padding(300, 3, 1) == (1, 1)
   assert layers.same_padding(38, 5, 2) == (1, 2)
   assert layers.same_padding(7, 1, 1) == (0, 0)
+
+
+def _torch_max_pool_grad(x, g, window, stride, padding):
+  """Reference: torch's MaxPool2d gradient, to the first maximum of each window (row-major)."""
+  n, h, w, c = x.shape
+  xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+              constant_values=-np.inf)
+  dx = np.zeros_like(xp)
+  for b in range(n):
+    for oi in range(g.shape[1]):
+      for oj in range(g.shape[2]):
+        for ch in range(c):
+          win = xp[b, oi * stride:oi * stride + window, oj * stride:oj * stride + window, ch]
+          i, j = np.unravel_index(np.argmax(win), win.shape)  # argmax: first occurrence
+          dx[b, oi * stride + i, oj * stride + j, ch] += g[b, oi, oj, ch]
+  return dx[:, padding:padding + h, padding:padding + w]
+
+
+@pytest.mark.parametrize('size', [8, 9])
+def test_max_pool_equals_flax_and_routes_gradient_to_the_first_maximum(size):
+  rng = np.random.default_rng(0)
+  # Few distinct values, so windows hold ties (as after a ReLU).
+  x = rng.integers(0, 3, (2, size, size, 3)).astype(np.float32)
+  g = rng.normal(size=(2, (size + 2 - 3) // 2 + 1, (size + 2 - 3) // 2 + 1, 3)).astype(np.float32)
+  out, vjp = jax.vjp(lambda x: layers.max_pool(x, 3, 2, 1), jnp.asarray(x))
+  np.testing.assert_array_equal(
+      out, nn.max_pool(jnp.asarray(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))))
+  np.testing.assert_allclose(vjp(jnp.asarray(g))[0], _torch_max_pool_grad(x, g, 3, 2, 1),
+                             atol=1e-6)

@@ -12,6 +12,7 @@ from arnet_jax.data.builders import ArnetFcvid
 from arnet_jax.data.builders import ArnetMiniKinetics
 from arnet_jax.data.demo import ArnetDemo
 from arnet_jax.data.demo import ensure_demo_dataset
+from arnet_jax.data.demo import ensure_demo_dataset_on_all_processes
 from arnet_jax.data.pipeline import create_split
 from arnet_jax.data.pipeline import eval_steps
 from arnet_jax.data.pipeline import get_builder

@@ -1,10 +1,10 @@
 """The built-in demo dataset (TFDS builder `arnet_demo`): no download, generated from a seed.
 
 Videos of 16 frames (73 x 73) where the class is a tiny glyph shown in 3-6
-frames, readable at 64 pixels but not at 24, while its yellow pad is visible
+frames, readable at 64 pixels but not at 32 or 24, while its yellow pad is visible
 at 24 (see `demo_video` for the design, `demo_properties` for the measured
 consequences). Frames are JPEG quality 95 without chroma subsampling, which
-keeps the 1-pixel glyph cells intact. The demo's data config crops at scale
+keeps the glyphs' 1-pixel textures intact. The demo's data config crops at scale
 0.875 only (a 64 x 64 crop, never resampled; see
 `arnet_jax.defaults.data_config('demo')`).
 
@@ -54,8 +54,9 @@ def encode_frame(frame: np.ndarray, quality: int) -> bytes:
 class ArnetDemo(tfds.core.GeneratorBasedBuilder):
   """Synthetic videos whose class evidence is small, sparse in time and fine-grained."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.',
+                   '1.1.0': 'Glyphs of 1-pixel textures in four quadrants (learned faster).'}
   BUILDER_CONFIGS = [
       DemoConfig(name='default', description='10 classes, 600 train / 200 validation videos'),
       DemoConfig(name='tiny', num_classes=4, num_train=24, num_validation=12,
@@ -88,8 +89,7 @@ class ArnetDemo(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split_id: int, count: int):
     config: DemoConfig = self.builder_config
-    glyphs = demo_video.glyph_bank(2 * config.num_classes)
-    class_glyphs, decoys = glyphs[:config.num_classes], glyphs[config.num_classes:]
+    class_glyphs, decoys = demo_video.glyph_bank(config.num_classes)
     names = class_names(config.num_classes)
     for i in range(count):
       label = i % config.num_classes  # balanced classes
@@ -132,3 +132,25 @@ def ensure_demo_dataset(data_dir: str | None, config: str = 'default') -> ArnetD
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     print(report_lib.read_report(builder.data_path)['summary'])
   return builder
+
+
+def ensure_demo_dataset_on_all_processes(data_dir: str | None, config: str = 'default') -> None:
+  """`ensure_demo_dataset` in a multi-process (multi-host) job.
+
+  Process 0 builds first while the others wait; a shared `data_dir` is then ready for all.
+  Where `data_dir` is local to each host, the first process of each host to take a file lock in
+  it builds its copy and the host's other processes then find it built.
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top  (only in training and evaluation)
+  from arnet_jax import parallel  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    ensure_demo_dataset(data_dir, config)
+  parallel.barrier('demo_dataset_built_by_process_0')
+  if jax.process_index() > 0 and not ArnetDemo(data_dir=data_dir, config=config).is_prepared():
+    root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, '.arnet_demo.lock'), 'w') as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      ensure_demo_dataset(data_dir, config)
+  parallel.barrier('demo_dataset_ready')

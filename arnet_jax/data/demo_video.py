@@ -2,11 +2,16 @@
 
 The demo is built so that AR-Net's premise holds by construction:
 
-* The class evidence is a tiny binary glyph (5x5 cells of 1 pixel) printed in
-  black on a small yellow pad. Its identity needs the full 64-pixel crop: the
-  24-pixel input of the cheapest branch, resized by nearest neighbour (every
-  ~2.7th pixel), keeps about 4 of the 25 cells, at a phase that changes with
-  the glyph's position, and every glyph has the same number of ink cells.
+* The class evidence is a tiny glyph (8 x 8 pixels) printed in black on a
+  small yellow pad: four 4 x 4 quadrants, each filled with one of three
+  1-pixel textures (horizontal stripes, vertical stripes, checks); the class is
+  which texture fills which quadrant. Its identity needs the full 64-pixel
+  crop: nearest-neighbour downsampling to 32 pixels (every other pixel) turns
+  each quadrant into a flat field, ink or pad at random (each quadrant's
+  texture has a random phase), and the 24-pixel input of the cheapest branch
+  keeps one or two pixels per quadrant side. Every glyph inks half its pixels.
+  (A first version used 5 x 5 random 1-pixel glyphs; tiny ResNets learned
+  textures several times faster, which the CPU demo's budget needs.)
 * The yellow pad, i.e. the *presence* of something worth a closer look, stays
   visible at 24 pixels, so a cheap policy can decide which frames deserve the
   expensive resolution.
@@ -17,7 +22,7 @@ The demo is built so that AR-Net's premise holds by construction:
 * Nothing else (background, positions, number of evidence frames, pad colour)
   depends on the class.
 
-Shapes: L = frames per video, H x W = frame size, G = 5 (glyph side in cells).
+Shapes: L = frames per video, H x W = frame size, G = 8 (glyph side in pixels).
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ import dataclasses
 
 import numpy as np
 
-GLYPH_SIDE = 5  # G: glyph cells per side; one cell = one pixel at the stored size
-GLYPH_INK = 12  # ink cells per glyph, equal for all glyphs so density tells nothing
+QUADRANT = 4  # glyph quadrant side, in pixels
+GLYPH_SIDE = 2 * QUADRANT  # G: the glyph is 2 x 2 quadrants, each filled with one texture
+GLYPH_INK = GLYPH_SIDE ** 2 // 2  # every texture inks half its pixels: density tells nothing
 PAD_MARGIN = 2  # yellow margin around the glyph, in pixels
 PAD_SIDE = GLYPH_SIDE + 2 * PAD_MARGIN
 PAD_COLOUR = np.array([250, 215, 20], np.float32)
+# Period-2 textures (1-pixel stripes or checks): sampling every other pixel turns each into a
+# flat field, ink or pad depending on its phase, so they are unreadable at half resolution.
+TEXTURES = ('horizontal', 'vertical', 'checker')
 _GLYPH_SEED = 20200723  # fixed: the glyphs are part of the dataset's definition
 
 
@@ -47,28 +56,44 @@ class DemoVideoSpec:
   max_decoys: int = 3
 
 
-def glyph_bank(num_glyphs: int, seed: int = _GLYPH_SEED) -> np.ndarray:
-  """Returns `num_glyphs` distinct binary glyphs, bool [N, G, G].
+def mirror(code: np.ndarray) -> np.ndarray:
+  """The code of a horizontally flipped glyph: quadrants swap left and right (the textures
+  themselves are symmetric up to phase)."""
+  return code[..., ::-1]
 
-  Each glyph touches all four sides of its G x G box (so no glyph is a shifted
-  copy of another) and differs from every other glyph, and from every other
-  glyph's mirror image (training flips frames), in at least 6 cells.
+
+def glyph_bank(num_classes: int, seed: int = _GLYPH_SEED) -> tuple[np.ndarray, np.ndarray]:
+  """Glyph codes: int [N, 2, 2], the texture (index into TEXTURES) of each quadrant.
+
+  Returns (class codes [num_classes, 2, 2], decoy codes [D, 2, 2]). Class codes differ from each
+  other, and from each other's mirror images (training flips frames), in at least 2 quadrants;
+  decoys are the remaining codes that equal no class code nor its mirror.
   """
-  rng = np.random.default_rng(seed)
-  glyphs: list[np.ndarray] = []
-  while len(glyphs) < num_glyphs:
-    cells = np.zeros(GLYPH_SIDE * GLYPH_SIDE, bool)
-    cells[rng.choice(cells.size, GLYPH_INK, replace=False)] = True
-    g = cells.reshape(GLYPH_SIDE, GLYPH_SIDE)
-    if not (g[0].any() and g[-1].any() and g[:, 0].any() and g[:, -1].any()):
-      continue
-    if (g == g[:, ::-1]).all():
-      continue  # a symmetric glyph would be its own mirror: fine, but skip for variety
-    far = all(
-        (g != h).sum() >= 6 and (g != h[:, ::-1]).sum() >= 6 for h in glyphs)
-    if far:
-      glyphs.append(g)
-  return np.stack(glyphs)
+  codes = np.array(np.meshgrid(*[range(len(TEXTURES))] * 4, indexing='ij')).reshape(4, -1).T
+  codes = codes[np.random.default_rng(seed).permutation(len(codes))].reshape(-1, 2, 2)
+  classes: list[np.ndarray] = []
+  for code in codes:
+    if all((code != c).sum() >= 2 and (mirror(code) != c).sum() >= 2 for c in classes):
+      classes.append(code)
+      if len(classes) == num_classes:
+        break
+  else:
+    raise ValueError(f'The demo has codes for at most {len(classes)} classes, not {num_classes}.')
+  taken = {c.tobytes() for c in classes} | {mirror(c).copy().tobytes() for c in classes}
+  decoys = [c for c in codes if c.tobytes() not in taken]
+  return np.stack(classes), np.stack(decoys)
+
+
+def draw_glyph(rng: np.random.Generator, code: np.ndarray) -> np.ndarray:
+  """The glyph of `code` as ink, bool [G, G]; each quadrant's texture at a random phase (so a
+  half-resolution view shows each quadrant as a random flat field)."""
+  y, x = np.mgrid[:QUADRANT, :QUADRANT]
+  glyph = np.zeros((GLYPH_SIDE, GLYPH_SIDE), bool)
+  for (r, c), kind in np.ndenumerate(code):
+    py, px = rng.integers(2, size=2)
+    ink = ((y + py) % 2 == 0, (x + px) % 2 == 0, (y + x + py) % 2 == 0)[kind]
+    glyph[r * QUADRANT:(r + 1) * QUADRANT, c * QUADRANT:(c + 1) * QUADRANT] = ink
+  return glyph
 
 
 def _background(rng: np.random.Generator, spec: DemoVideoSpec) -> np.ndarray:
@@ -120,8 +145,8 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
   Args:
     rng: the video's own random generator (the caller derives it from a seed).
     label: class index into `class_glyphs`.
-    class_glyphs: bool [C, G, G], one glyph per class.
-    decoy_glyphs: bool [D, G, G], glyphs that belong to no class.
+    class_glyphs: int [C, 2, 2], one glyph code per class (see `glyph_bank`).
+    decoy_glyphs: int [D, 2, 2], glyph codes that belong to no class.
     spec: frame count and size.
 
   Returns:
@@ -150,10 +175,11 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
     if rng.random() < 0.6:
       _paste_clutter(rng, frame)
     if evidence[t] or decoy[t]:
-      glyph = (class_glyphs[label] if evidence[t]
-               else decoy_glyphs[rng.integers(len(decoy_glyphs))])
+      code = (class_glyphs[label] if evidence[t]
+              else decoy_glyphs[rng.integers(len(decoy_glyphs))])
       if rng.random() < 0.5:
-        glyph = glyph[:, ::-1]  # both orientations exist, as after a flip
+        code = mirror(code)  # both orientations exist, as after a flip
+      glyph = draw_glyph(rng, code)
       top = int(rng.integers(lo_row, hi_row + 1))
       left = int(rng.integers(lo_col, hi_col + 1))
       _paste_pad(frame, glyph, top, left, pad_colour)

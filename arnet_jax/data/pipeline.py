@@ -217,8 +217,9 @@ def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_si
               else data_config.num_parallel_calls)
   if train:
     ds = ds.repeat(num_epochs)
-    # Per-clip seeds from a counter: reproducible whatever the thread timing.
-    counter = tf.data.Dataset.counter()
+    # Per-clip seeds from a counter: reproducible whatever the thread timing. Processes count
+    # apart (n * process_count + process_index), so hosts do not repeat each other's draws.
+    counter = tf.data.Dataset.counter(start=process_index, step=process_count)
     ds = tf.data.Dataset.zip((ds, counter)).map(
         lambda ex, n: clip.select(ex, tf.stack([tf.cast(seed, tf.int64), n])),
         num_parallel_calls=parallel)

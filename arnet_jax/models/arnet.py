@@ -79,18 +79,25 @@ def resize(frames: jax.Array, size: int, method: str = 'nearest') -> jax.Array:
   """`[N, H, W, c] -> [N, size, size, c]`.
 
   'nearest' reproduces torch's `F.interpolate(mode='nearest')`, which the original AR-Net uses to
-  make its low-resolution inputs: source index floor(i * in / out). 'bilinear' is antialiased.
+  make its low-resolution inputs: source index floor(i * in / out), computed in float32 as torch
+  does (in float64 some indices differ, e.g. 300 -> 112). 'bilinear' is antialiased.
   """
   n, h, w, c = frames.shape
   if (h, w) == (size, size):
     return frames
   if method == 'nearest':
-    rows = np.floor(np.arange(size) * (h / size)).astype(np.int32)
-    cols = np.floor(np.arange(size) * (w / size)).astype(np.int32)
+    rows, cols = _torch_nearest_indices(h, size), _torch_nearest_indices(w, size)
     return frames[:, rows][:, :, cols]
   if method == 'bilinear':
     return jax.image.resize(frames, (n, size, size, c), 'bilinear', antialias=True)
   raise ValueError(f'resize must be one of {RESIZE_METHODS}, got {method!r}')
+
+
+def _torch_nearest_indices(size_in: int, size_out: int) -> np.ndarray:
+  """ATen's `nearest_idx`: min(floor(i * float(in / out)), in - 1) in float32 arithmetic."""
+  scale = np.float32(size_in) / np.float32(size_out)
+  index = np.floor(np.arange(size_out, dtype=np.float32) * scale).astype(np.int32)
+  return np.minimum(index, size_in - 1)
 
 
 class ARNet(nn.Module):

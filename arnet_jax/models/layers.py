@@ -115,18 +115,62 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Paddin
   k = kernel.shape[0]
   (pt, pb), (pl, pr) = padding
   x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  taps, _, _ = _window_taps(x, k, stride)
+  return functools.reduce(jnp.add, (tap * kernel[t // k, t % k, 0] for t, tap in enumerate(taps)))
+
+
+def _window_taps(x: jax.Array, k: int, stride: int) -> tuple[list[jax.Array], int, int]:
+  """The k*k strided slices `[N, H', W', C]` of a padded `[N, H, W, C]` (row-major tap order)."""
   h_out = (x.shape[1] - k) // stride + 1
   w_out = (x.shape[2] - k) // stride + 1
-  out = None
-  for i in range(k):
-    for j in range(k):
-      tap = jax.lax.slice(
-          x, (0, i, j, 0),
-          (x.shape[0], i + (h_out - 1) * stride + 1, j + (w_out - 1) * stride + 1, x.shape[3]),
-          (1, stride, stride, 1))
-      term = tap * kernel[i, j, 0]
-      out = term if out is None else out + term
-  return out
+  taps = [jax.lax.slice(x, (0, i, j, 0),
+                        (x.shape[0], i + (h_out - 1) * stride + 1, j + (w_out - 1) * stride + 1,
+                         x.shape[3]), (1, stride, stride, 1))
+          for i in range(k) for j in range(k)]
+  return taps, h_out, w_out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+  """torch's `MaxPool2d(window, stride, padding)` on `[N, H, W, C]`, with a fast gradient.
+
+  XLA's gradient of a max pool (select-and-scatter) runs ~45x slower than the pool itself on CPU
+  and dominated a tiny ResNet's training step. Here the gradient goes, as in torch, to the first
+  maximum of each window in row-major order, and is scattered back with k*k strided pads that
+  XLA fuses into one pass.
+  """
+  x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+              constant_values=-jnp.inf)
+  taps, _, _ = _window_taps(x, window, stride)
+  return functools.reduce(jnp.maximum, taps)
+
+
+def _max_pool_fwd(x, window, stride, padding):
+  out = max_pool(x, window, stride, padding)
+  return out, (x, out)
+
+
+def _max_pool_bwd(window, stride, padding, residuals, g):
+  x, out = residuals
+  xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+               constant_values=-jnp.inf)
+  taps, h_out, w_out = _window_taps(xp, window, stride)
+  taken = jnp.zeros(out.shape, bool)
+  dx = jnp.zeros(xp.shape, g.dtype)
+  zero = jnp.zeros((), g.dtype)
+  for t, tap in enumerate(taps):
+    i, j = divmod(t, window)
+    first = (tap == out) & ~taken
+    taken = taken | first
+    dx = dx + jax.lax.pad(jnp.where(first, g, zero), zero, (
+        (0, 0, 0),
+        (i, xp.shape[1] - i - (h_out - 1) * stride - 1, stride - 1),
+        (j, xp.shape[2] - j - (w_out - 1) * stride - 1, stride - 1),
+        (0, 0, 0)))
+  return (dx[:, padding:xp.shape[1] - padding, padding:xp.shape[2] - padding],)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def conv(features: int, kernel_size: int, *, strides: int = 1, padding: Padding | None = None,
@@ -147,11 +191,13 @@ def conv_with_tap_matmul_grad(lhs, rhs, window_strides, padding, lhs_dilation=No
   XLA's CPU kernel-gradient convolution runs 6-17x slower than the forward convolution (measured
   on ResNet-50 layers), which made a training step ~18x a forward pass. On CPU the kernel gradient
   is computed instead as one `[C_in, N*H*W] @ [N*H*W, C_out]` product per kernel tap; other
-  backends and dilated/grouped convolutions use XLA's own gradient.
+  backends, dilated/grouped convolutions and convolutions of few input channels (the stem, where
+  XLA's own gradient is faster) use XLA's own gradient.
   """
   plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+  stem = np.prod(rhs.shape[:3]) <= 256  # few input channels: XLA's own gradient is faster
   if jax.default_backend() != 'cpu' or feature_group_count != 1 or not plain or isinstance(
-      padding, str):
+      padding, str) or stem:
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
         feature_group_count, precision=precision)
@@ -186,11 +232,8 @@ def _conv_nhwc_bwd(strides, padding, residuals, g):
                         (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, xp.shape[3]),
                         (1, sh, sw, 1))
           for i in range(kh) for j in range(kw)]
-  product = lambda a: jnp.einsum('nhwc,nhwd->cd', a, g, preferred_element_type=jnp.float32)
-  if kh * kw * x.shape[3] <= 256:  # few input channels (the stem): one im2col product
-    dkernel = product(jnp.concatenate(taps, axis=-1))
-  else:
-    dkernel = jnp.stack([product(tap) for tap in taps])
+  dkernel = jnp.stack([jnp.einsum('nhwc,nhwd->cd', tap, g, preferred_element_type=jnp.float32)
+                       for tap in taps])
   return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -91,7 +91,7 @@ class ResNet(nn.Module):
     x = layers.conv(self.base_width, 7, strides=2, dtype=self.dtype, name='conv1')(x)
     x = layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name, name='bn1')(x)
     x = nn.relu(x)
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = layers.max_pool(x, 3, 2, 1)
     in_features = self.base_width
     for stage, num_blocks in enumerate(self.stage_sizes):
       features = self.base_width * 2**stage

@@ -1,0 +1,64 @@
+"""The quick start's main job, reduced: configs/demo.py's recipe end to end on the tiny demo data.
+
+Three stages, the four baselines, the table in JSON and markdown; the AR-Net row (the saved
+fine-tuned checkpoint, evaluated afresh) equals fine-tuning's own evaluation of it.
+"""
+import importlib
+import json
+import os
+
+import pytest
+from conftest import tiny_model_config
+
+from arnet_jax import recipe
+
+ROW_FIELDS = {'mAP', 'mmAP', 'top1', 'top5', 'gflops_per_frame', 'gflops_per_video',
+              'action_usage', 'evidence_to_top_resolution', 'other_to_top_resolution'}
+
+
+@pytest.fixture(scope='module')
+def demo_run(demo_data_dir, tmp_path_factory):
+  config = importlib.import_module('configs.demo').get_config()
+  config.data.data_dir = demo_data_dir
+  config.data.builder_config = 'tiny'
+  # The demo's action space (three ResNets, MobileNetV2 policy, skips) at the tests' toy size.
+  config.model = tiny_model_config(num_classes=4, resolutions=(64, 48, 32), policy_resolution=24)
+  config.train.batch_size = 8
+  config.eval.batch_size = 4
+  config.eval.report = False
+  for stage in ('warmup', 'joint', 'finetune'):
+    config[stage].num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp('demo'))
+  return workdir, recipe.run(config, workdir)
+
+
+def test_the_recipe_writes_the_table_with_every_baseline_and_field(demo_run):
+  workdir, rows = demo_run
+  with open(os.path.join(workdir, 'results.json')) as f:
+    saved = json.load(f)
+  names = ['Uniform', 'Random policy', 'Multi-Scale', 'AR-Net']
+  assert sorted(saved['rows']) == sorted(names)
+  for name, row in saved['rows'].items():
+    assert ROW_FIELDS <= set(row), name
+    assert 0 <= row['mAP'] <= 100 and row['gflops_per_video'] > 0
+    # Every frame takes one action, except in Multi-Scale, which runs every resolution action
+    # (the three ResNets and the policy's own head).
+    assert abs(sum(row['action_usage'].values()) - (4 if name == 'Multi-Scale' else 1)) < 1e-6
+  assert set(saved['seconds']) == {'warmup', 'joint', 'finetune', 'total'}
+  with open(os.path.join(workdir, 'results.md')) as f:
+    table = f.read().splitlines()
+  assert len(table) == 2 + 4
+  assert [line.split('|')[1].strip() for line in table[2:]] == names
+  # Uniform runs the top backbone on every frame; Multi-Scale every backbone: it costs more.
+  assert rows['Uniform']['action_usage'][next(iter(rows['Uniform']['action_usage']))] == 1.0
+  assert rows['Multi-Scale']['gflops_per_video'] > rows['Uniform']['gflops_per_video']
+
+
+def test_the_ar_net_row_reproduces_fine_tuning_s_evaluation_of_its_checkpoint(demo_run):
+  workdir, rows = demo_run
+  with open(os.path.join(workdir, 'finetune', 'eval', 'metrics.json')) as f:
+    training_time = json.load(f)
+  fresh = rows['AR-Net']
+  for key in ('mAP', 'mmAP', 'top1', 'top5', 'gflops_per_frame', 'gflops_per_video',
+              'action_usage', 'evidence_to_top_resolution', 'other_to_top_resolution'):
+    assert fresh[key] == training_time[key], key
