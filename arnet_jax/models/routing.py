@@ -181,9 +181,9 @@ class SparseRouter:
       digits, 13 -> 8 + 4 + 1: no padding, more and smaller calls), 'exact' (buckets of exactly
       the routed count: no padding, but a compilation for every new count; for measurements),
       or an explicit tuple of capacities (the largest is the overflow bucket size).
-    chunk_size: the largest bucket for 'pow2' and 'exact' (default: N, one bucket per backbone).
+    chunk_size: the largest bucket for 'binary', 'pow2' and 'exact' (default: N = B * T).
       Smaller buckets bound the padding and the compilations; more frames overflow into further
-      buckets.
+      full buckets.
     dense: route every frame to every backbone and let the decisions select, as masked compute
       does: masked compute run by the same engine (a fair baseline for benchmarks).
     policy_chunk: frames per policy CNN call inside `decide` (default: all B * T at once). On a
