@@ -19,7 +19,7 @@ def _run(capsys, *args):
 
 
 def _dataset_dir(data_dir, name, config):
-  return os.path.join(data_dir, name, config, '1.0.0')
+  return os.path.join(data_dir, name, config, str(tfds.builder_cls(name).VERSION))
 
 
 def _read(folder, split):

@@ -195,12 +195,12 @@ def conv_with_tap_matmul_grad(lhs, rhs, window_strides, padding, lhs_dilation=No
   XLA's own gradient is faster) use XLA's own gradient.
   """
   plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-  stem = np.prod(rhs.shape[:3]) <= 256  # few input channels: XLA's own gradient is faster
+  stem = rhs.shape[2] <= 4  # an image's channels: XLA's own kernel gradient is faster
   if jax.default_backend() != 'cpu' or feature_group_count != 1 or not plain or isinstance(
       padding, str) or stem:
     return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-        feature_group_count, precision=precision)
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+        dimension_numbers or ('NHWC', 'HWIO', 'NHWC'), feature_group_count, precision=precision)
   # Under shard_map a replicated kernel meets a per-device input: make the kernel per-device
   # too, so this custom gradient's per-device kernel cotangent has the kernel's type (JAX then
   # sums it over devices, as it does for its own convolution).
