@@ -1,5 +1,6 @@
 """Shared fixtures: tiny AR-Net configurations of the paper's structure, fast on CPU."""
 import os
+import signal
 
 # The suite is bound by XLA compile time on CPU. LLVM's optimisation level 1 compiles ~1.5x
 # faster than the default with the same run time here (convolutions and matmuls are library
@@ -90,3 +91,26 @@ def tiny_train_config(data_dir, **model_overrides):
   for stage in ('warmup', 'joint', 'finetune'):
     config[stage].num_epochs = 2
   return config
+
+
+def sigterm_at_batch(batch_index: int, set_attribute=setattr) -> None:
+  """Makes this process send itself SIGTERM when its training input yields batch `batch_index`.
+
+  `set_attribute` patches `arnet_jax.data.create_split` (pytest's `monkeypatch.setattr` undoes
+  it after the test; a worker process passes the builtin).
+  """
+  from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
+  create_split = data_lib.create_split
+
+  def create_split_then_sigterm(*args, **kwargs):
+    iterator, n = create_split(*args, **kwargs)
+    if not kwargs.get('train'):
+      return iterator, n
+
+    def batches():
+      for i, batch in enumerate(iterator):
+        if i == batch_index:
+          os.kill(os.getpid(), signal.SIGTERM)
+        yield batch
+    return batches(), n
+  set_attribute(data_lib, 'create_split', create_split_then_sigterm)

@@ -12,17 +12,15 @@
 import concurrent.futures
 import json
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import tiny_train_config  # pylint: disable=wrong-import-position
+from conftest import sigterm_at_batch, tiny_train_config  # pylint: disable=wrong-import-position
 
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from arnet_jax import data as data_lib  # pylint: disable=wrong-import-position
 from arnet_jax import evaluate, flops, parallel, train  # pylint: disable=wrong-import-position
 
 STEPS = 3
@@ -71,24 +69,6 @@ def equivalence(out_path: str) -> None:
                    batch_stats=max_diff(one.batch_stats, eight.batch_stats),
                    loss=float(np.max(np.abs(np.subtract(loss_one, loss_eight)))),
                    params_moved=changed, steps=int(eight.step)), f)
-
-
-def sigterm_at_batch(batch_index: int) -> None:
-  """This process sends itself SIGTERM when its training input yields batch `batch_index`."""
-  create_split = data_lib.create_split
-
-  def create_split_then_sigterm(*args, **kwargs):
-    iterator, n = create_split(*args, **kwargs)
-    if not kwargs.get('train'):
-      return iterator, n
-
-    def batches():
-      for i, batch in enumerate(iterator):
-        if i == batch_index:
-          os.kill(os.getpid(), signal.SIGTERM)
-        yield batch
-    return batches(), n
-  data_lib.create_split = create_split_then_sigterm
 
 
 def train_process(out_path, data_dir, workdir, process_id, port, sigterm_batch):

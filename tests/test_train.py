@@ -2,7 +2,6 @@
 every baseline variant, the frozen policy, config errors."""
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -10,34 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_model_config, tiny_train_config
+from conftest import sigterm_at_batch, tiny_model_config, tiny_train_config
 from flax import traverse_util
 
 from arnet_jax import checkpoint, defaults, evaluate, flops, main, parallel, train
-from arnet_jax import data as data_lib
 
 
 def final_variables(workdir):
   state, _ = checkpoint.load(os.path.join(workdir, 'checkpoints'))
   return {'params': state['params'], 'batch_stats': state['batch_stats']}, int(state['step'])
-
-
-def sigterm_at_batch(monkeypatch, batch_index):
-  """Makes the training input send this process SIGTERM when it yields batch `batch_index`."""
-  create_split = data_lib.create_split
-
-  def create_split_then_sigterm(*args, **kwargs):
-    iterator, n = create_split(*args, **kwargs)
-    if not kwargs.get('train'):
-      return iterator, n
-
-    def batches():
-      for i, batch in enumerate(iterator):
-        if i == batch_index:
-          os.kill(os.getpid(), signal.SIGTERM)
-        yield batch
-    return batches(), n
-  monkeypatch.setattr(data_lib, 'create_split', create_split_then_sigterm)
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +32,7 @@ def test_sigterm_saves_a_checkpoint_and_resuming_ends_like_an_uninterrupted_run(
     uninterrupted, tmp_path, monkeypatch):
   config, reference_dir, reference_metrics = uninterrupted
   workdir = str(tmp_path / 'interrupted')
-  sigterm_at_batch(monkeypatch, 3)  # while step 4 (the first of epoch 2) is prepared
+  sigterm_at_batch(3, monkeypatch.setattr)  # while step 4 (the first of epoch 2) is prepared
   assert train.train_and_evaluate(config, workdir) == {'interrupted_at_step': 4}
   assert final_variables(workdir)[1] == 4
   monkeypatch.undo()
