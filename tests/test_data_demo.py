@@ -27,7 +27,7 @@ def test_every_glyph_inks_half_its_pixels_whatever_the_phase():
   classes, decoys = demo_video.glyph_bank(10)
   for code in np.concatenate([classes, decoys]):
     glyph = demo_video.draw_glyph(rng, code)
-    assert glyph.shape == (8, 8) and glyph.sum() == demo_video.GLYPH_INK
+    assert glyph.shape == (16, 16) and glyph.sum() == demo_video.GLYPH_INK
 
 
 def test_videos_are_deterministic_given_the_seed():
@@ -40,18 +40,18 @@ def test_videos_are_deterministic_given_the_seed():
 
 def test_evidence_is_in_3_to_6_frames_and_inside_the_eval_crop():
   classes, decoys = demo_video.glyph_bank(4)
-  pad = np.array(demo_video.PAD_COLOUR)
   for i in range(30):
+    pad = demo_video.PAD_COLOURS[i % 4 % 2]  # the class's pad colour (class parity)
     frames, evidence = demo_video.render_video(np.random.default_rng(i), i % 4, classes, decoys)
     assert frames.shape == (16, 73, 73, 3) and frames.dtype == np.uint8
     assert 3 <= evidence.sum() <= 6
     for t in np.flatnonzero(evidence):
-      yellow = (np.abs(frames[t].astype(float) - pad) < 40).all(-1)
-      rows, cols = np.nonzero(yellow)
+      on_pad = (np.abs(frames[t].astype(float) - pad) < 40).all(-1)
+      rows, cols = np.nonzero(on_pad)
       # The pad lies inside every 64 x 64 crop the pipeline takes: the centre one
       # (offset 4) and the training ones (offsets 0, 2, 4, 6, 8).
       assert rows.min() >= 8 and rows.max() < 64 and cols.min() >= 8 and cols.max() < 64
-      assert yellow.sum() >= demo_video.PAD_SIDE ** 2 - demo_video.GLYPH_INK - 10
+      assert on_pad.sum() >= demo_video.PAD_SIDE ** 2 - demo_video.GLYPH_INK - 10
 
 
 def test_the_glyph_is_readable_at_64_but_flat_at_32_while_the_pad_shows_at_24():
@@ -61,19 +61,20 @@ def test_the_glyph_is_readable_at_64_but_flat_at_32_while_the_pad_shows_at_24():
     glyph = demo_video.draw_glyph(rng, code)
     for top in (0, 1):  # the glyph's position parity against the sampling grid
       for left in (0, 1):
-        frame = np.zeros((16, 16), bool)
-        frame[top:top + 8, left:left + 8] = glyph
-        half = frame[::2, ::2]  # torch nearest 16 -> 8 keeps every other pixel
+        g, q = demo_video.GLYPH_SIDE, demo_video.QUADRANT // 2  # q: quadrant side at half
+        frame = np.zeros((g + 2, g + 2), bool)
+        frame[top:top + g, left:left + g] = glyph
+        half = frame[::2, ::2]  # torch nearest halving keeps every other pixel
         # Each quadrant becomes flat: its texture cannot be told at half resolution.
         for r in range(2):
           for c in range(2):
-            q = half[(top + 1) // 2 + 2 * r:(top + 1) // 2 + 2 * r + 2,
-                     (left + 1) // 2 + 2 * c:(left + 1) // 2 + 2 * c + 2]
-            assert q.all() or not q.any()
-  # At 64 every ink pixel is there; at 24 the yellow pad still shows.
+            quadrant = half[(top + 1) // 2 + q * r:(top + 1) // 2 + q * (r + 1),
+                            (left + 1) // 2 + q * c:(left + 1) // 2 + q * (c + 1)]
+            assert quadrant.all() or not quadrant.any()
+  # At 64 every ink pixel is there; at 24 the pad still shows, in the class's colour.
   classes, decoys = demo_video.glyph_bank(2)
   frames, evidence = demo_video.render_video(np.random.default_rng(3), 0, classes, decoys)
   crop = frames[evidence][:, 4:68, 4:68]  # the eval view at 64
   assert ((crop.max(-1) < 30).sum((1, 2)) >= demo_video.GLYPH_INK).all()
-  yellow_24 = (np.abs(_nearest(crop, 24).astype(float) - demo_video.PAD_COLOUR) < 40).all(-1)
-  assert (yellow_24.sum((1, 2)) >= 4).all()
+  pad_24 = (np.abs(_nearest(crop, 24).astype(float) - demo_video.PAD_COLOURS[0]) < 40).all(-1)
+  assert (pad_24.sum((1, 2)) >= 4).all()

@@ -1,8 +1,8 @@
 """The built-in demo dataset (TFDS builder `arnet_demo`): no download, generated from a seed.
 
 Videos of 16 frames (73 x 73) where the class is a tiny glyph shown in 3-6
-frames, readable at 64 pixels but not at 32 or 24, while its yellow pad is visible
-at 24 (see `demo_video` for the design, `demo_properties` for the measured
+frames, readable at 64 pixels but not at 32 or 24, while its pad (whose colour
+tells the class parity) is visible at 24 (see `demo_video` for the design, `demo_properties` for the measured
 consequences). Frames are JPEG quality 95 without chroma subsampling, which
 keeps the glyphs' 1-pixel textures intact. The demo's data config crops at scale
 0.875 only (a 64 x 64 crop, never resampled; see
@@ -54,9 +54,11 @@ def encode_frame(frame: np.ndarray, quality: int) -> bytes:
 class ArnetDemo(tfds.core.GeneratorBasedBuilder):
   """Synthetic videos whose class evidence is small, sparse in time and fine-grained."""
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {'1.0.0': 'First release.',
-                   '1.1.0': 'Glyphs of 1-pixel textures in four quadrants (learned faster).'}
+                   '1.1.0': 'Glyphs of 1-pixel textures in four quadrants (learned faster).',
+                   '1.2.0': 'Glyph quadrants of 8 pixels, not 4 (learned faster still); the pad colour '
+                            '(yellow or cyan) tells the class parity at any resolution.'}
   BUILDER_CONFIGS = [
       DemoConfig(name='default', description='10 classes, 600 train / 200 validation videos'),
       DemoConfig(name='tiny', num_classes=4, num_train=24, num_validation=12,

@@ -2,27 +2,33 @@
 
 The demo is built so that AR-Net's premise holds by construction:
 
-* The class evidence is a tiny glyph (8 x 8 pixels) printed in black on a
-  small yellow pad: four 4 x 4 quadrants, each filled with one of three
+* The class evidence is a small glyph (16 x 16 pixels) printed in black on a
+  coloured pad: four 8 x 8 quadrants, each filled with one of three
   1-pixel textures (horizontal stripes, vertical stripes, checks); the class is
   which texture fills which quadrant. Its identity needs the full 64-pixel
   crop: nearest-neighbour downsampling to 32 pixels (every other pixel) turns
   each quadrant into a flat field, ink or pad at random (each quadrant's
-  texture has a random phase), and the 24-pixel input of the cheapest branch
-  keeps one or two pixels per quadrant side. Every glyph inks half its pixels.
+  texture has a random phase). The 48- and 24-pixel inputs keep an irregular
+  subset of the rows and columns (aliased textures). Every glyph inks half its
+  pixels.
   (A first version used 5 x 5 random 1-pixel glyphs; tiny ResNets learned
-  textures several times faster, which the CPU demo's budget needs.)
-* The yellow pad, i.e. the *presence* of something worth a closer look, stays
+  textures several times faster, which the CPU demo's budget needs, and 8-pixel
+  quadrants about twice as fast as 4-pixel ones.)
+* The pad, i.e. the *presence* of something worth a closer look, stays
   visible at 24 pixels, so a cheap policy can decide which frames deserve the
-  expensive resolution.
+  expensive resolution. Its colour (yellow for even classes, cyan for odd ones)
+  is the coarse half of the answer, readable at any resolution: as in real
+  videos, a low resolution narrows the class down and only the top one
+  resolves it. Learning that colour in the warm-up is also what teaches the
+  policy's CNN, trained from scratch, to see the pads.
 * The evidence is present in only a few frames (3 to 6 of 16). The other frames
-  hold nothing, coloured clutter, or decoys: the same yellow pad with a glyph
-  that belongs to no class (only resolvable at high resolution, like the real
-  evidence).
-* Nothing else (background, positions, number of evidence frames, pad colour)
-  depends on the class.
+  hold nothing, coloured clutter, or decoys: a pad of either colour with a
+  glyph that belongs to no class (only resolvable at high resolution, like the
+  real evidence).
+* Nothing else (background, positions, number of evidence frames) depends on
+  the class.
 
-Shapes: L = frames per video, H x W = frame size, G = 8 (glyph side in pixels).
+Shapes: L = frames per video, H x W = frame size, G = 16 (glyph side in pixels).
 """
 
 from __future__ import annotations
@@ -31,12 +37,12 @@ import dataclasses
 
 import numpy as np
 
-QUADRANT = 4  # glyph quadrant side, in pixels
+QUADRANT = 8  # glyph quadrant side, in pixels
 GLYPH_SIDE = 2 * QUADRANT  # G: the glyph is 2 x 2 quadrants, each filled with one texture
 GLYPH_INK = GLYPH_SIDE ** 2 // 2  # every texture inks half its pixels: density tells nothing
-PAD_MARGIN = 2  # yellow margin around the glyph, in pixels
+PAD_MARGIN = 2  # pad margin around the glyph, in pixels
 PAD_SIDE = GLYPH_SIDE + 2 * PAD_MARGIN
-PAD_COLOUR = np.array([250, 215, 20], np.float32)
+PAD_COLOURS = np.array([[250, 215, 20], [20, 215, 250]], np.float32)  # class % 2: yellow, cyan
 # Period-2 textures (1-pixel stripes or checks): sampling every other pixel turns each into a
 # flat field, ink or pad depending on its phase, so they are unreadable at half resolution.
 TEXTURES = ('horizontal', 'vertical', 'checker')
@@ -113,7 +119,7 @@ def _background(rng: np.random.Generator, spec: DemoVideoSpec) -> np.ndarray:
 
 def _paste_pad(frame: np.ndarray, glyph: np.ndarray, top: int, left: int,
                colour: np.ndarray) -> None:
-  """Draws a yellow pad with a black glyph at (top, left), in place."""
+  """Draws a pad with a black glyph at (top, left), in place."""
   frame[top:top + PAD_SIDE, left:left + PAD_SIDE] = colour
   inner = frame[top + PAD_MARGIN:top + PAD_MARGIN + GLYPH_SIDE,
                 left + PAD_MARGIN:left + PAD_MARGIN + GLYPH_SIDE]
@@ -121,12 +127,13 @@ def _paste_pad(frame: np.ndarray, glyph: np.ndarray, top: int, left: int,
 
 
 def _paste_clutter(rng: np.random.Generator, frame: np.ndarray) -> None:
-  """Draws 1-3 rectangles whose colours are far from the pad's yellow."""
+  """Draws 1-3 rectangles whose colours are far from the pads' yellow and cyan."""
   h, w, _ = frame.shape
   for _ in range(rng.integers(1, 4)):
     rh, rw = rng.integers(4, 14, size=2)
     top, left = rng.integers(0, h - rh), rng.integers(0, w - rw)
-    # Blue-ish, red-ish, green-ish or grey: never yellow (high R and G, low B).
+    # Blue-ish, red-ish, green-ish or grey: never yellow (high R and G, low B) nor cyan
+    # (high G and B, low R).
     kind = rng.integers(4)
     colour = {
         0: [rng.uniform(0, 80), rng.uniform(0, 120), rng.uniform(150, 255)],
@@ -163,7 +170,7 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
   decoy[order[num_evidence:num_evidence + num_decoys]] = True
 
   background = _background(rng, spec)
-  pad_colour = PAD_COLOUR + rng.uniform(-15, 5, size=3).astype(np.float32)
+  jitter = rng.uniform(-15, 5, size=3).astype(np.float32)
   # Pads lie in the region every crop of side `crop` contains: the evaluation
   # centre crop and the 13 fixed training crop positions (offsets up to
   # 4 * ((side - crop) // 4)), so no clip loses its evidence to the crop.
@@ -175,13 +182,16 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
     if rng.random() < 0.6:
       _paste_clutter(rng, frame)
     if evidence[t] or decoy[t]:
-      code = (class_glyphs[label] if evidence[t]
-              else decoy_glyphs[rng.integers(len(decoy_glyphs))])
+      if evidence[t]:
+        code, colour = class_glyphs[label], PAD_COLOURS[label % 2]
+      else:
+        code = decoy_glyphs[rng.integers(len(decoy_glyphs))]
+        colour = PAD_COLOURS[rng.integers(len(PAD_COLOURS))]
       if rng.random() < 0.5:
         code = mirror(code)  # both orientations exist, as after a flip
       glyph = draw_glyph(rng, code)
       top = int(rng.integers(lo_row, hi_row + 1))
       left = int(rng.integers(lo_col, hi_col + 1))
-      _paste_pad(frame, glyph, top, left, pad_colour)
+      _paste_pad(frame, glyph, top, left, np.clip(colour + jitter, 0, 255))
     frames[t] = frame
   return np.clip(np.rint(frames), 0, 255).astype(np.uint8), evidence
