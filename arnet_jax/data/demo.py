@@ -1,12 +1,12 @@
 """The built-in demo dataset (TFDS builder `arnet_demo`): no download, generated from a seed.
 
-Videos of 16 frames (73 x 73) where the class is a tiny glyph shown in 3-6
-frames, readable at 64 pixels but not at 32 or 24, while its pad (whose colour
-tells the class parity) is visible at 24 (see `demo_video` for the design, `demo_properties` for the measured
-consequences). Frames are JPEG quality 95 without chroma subsampling, which
-keeps the glyphs' 1-pixel textures intact. The demo's data config crops at scale
-0.875 only (a 64 x 64 crop, never resampled; see
-`arnet_jax.defaults.data_config('demo')`).
+Videos of 16 frames (73 x 73) where the class is a small glyph shown in 3-6
+frames, readable at 64 pixels but not at 32 or 24, while its pad (whose shape
+tells the class parity) is visible at 24 (see `demo_video` for the design,
+`demo_properties` for the measured consequences). Frames are JPEG quality 95
+without chroma subsampling, which keeps the glyphs' 1-pixel textures intact. The
+demo's data config crops at scale 0.875 only (a 64 x 64 crop, never resampled;
+see `arnet_jax.defaults.data_config('demo')`).
 
 Configs: 'default' (10 classes, 600 train / 200 validation videos) and 'tiny'
 (4 classes, 24 / 12, for tests and smoke runs).
@@ -57,8 +57,8 @@ class ArnetDemo(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {'1.0.0': 'First release.',
                    '1.1.0': 'Glyphs of 1-pixel textures in four quadrants (learned faster).',
-                   '1.2.0': 'Glyph quadrants of 8 pixels, not 4 (learned faster still); the pad colour '
-                            '(yellow or cyan) tells the class parity at any resolution.'}
+                   '1.2.0': 'Glyph quadrants of 8 pixels, not 4 (learned faster still); the pad shape '
+                            '(square or wide) tells the class parity at any resolution.'}
   BUILDER_CONFIGS = [
       DemoConfig(name='default', description='10 classes, 600 train / 200 validation videos'),
       DemoConfig(name='tiny', num_classes=4, num_train=24, num_validation=12,

@@ -3,7 +3,7 @@
 The demo is built so that AR-Net's premise holds by construction:
 
 * The class evidence is a small glyph (16 x 16 pixels) printed in black on a
-  coloured pad: four 8 x 8 quadrants, each filled with one of three
+  yellow pad: four 8 x 8 quadrants, each filled with one of three
   1-pixel textures (horizontal stripes, vertical stripes, checks); the class is
   which texture fills which quadrant. Its identity needs the full 64-pixel
   crop: nearest-neighbour downsampling to 32 pixels (every other pixel) turns
@@ -16,13 +16,15 @@ The demo is built so that AR-Net's premise holds by construction:
   quadrants about twice as fast as 4-pixel ones.)
 * The pad, i.e. the *presence* of something worth a closer look, stays
   visible at 24 pixels, so a cheap policy can decide which frames deserve the
-  expensive resolution. Its colour (yellow for even classes, cyan for odd ones)
+  expensive resolution. Its shape (square for even classes, wide for odd ones)
   is the coarse half of the answer, readable at any resolution: as in real
   videos, a low resolution narrows the class down and only the top one
-  resolves it. Learning that colour in the warm-up is also what teaches the
-  policy's CNN, trained from scratch, to see the pads.
+  resolves it. Learning that shape in the warm-up is also what teaches the
+  policy's CNN, trained from scratch, to see the pads (with one shape its
+  features did not tell pad frames from the others; with a yellow and a cyan
+  pad the policy learned to look closer at one colour only).
 * The evidence is present in only a few frames (3 to 6 of 16). The other frames
-  hold nothing, coloured clutter, or decoys: a pad of either colour with a
+  hold nothing, coloured clutter, or decoys: a pad of either shape with a
   glyph that belongs to no class (only resolvable at high resolution, like the
   real evidence).
 * Nothing else (background, positions, number of evidence frames) depends on
@@ -40,9 +42,10 @@ import numpy as np
 QUADRANT = 8  # glyph quadrant side, in pixels
 GLYPH_SIDE = 2 * QUADRANT  # G: the glyph is 2 x 2 quadrants, each filled with one texture
 GLYPH_INK = GLYPH_SIDE ** 2 // 2  # every texture inks half its pixels: density tells nothing
-PAD_MARGIN = 2  # pad margin around the glyph, in pixels
+PAD_MARGIN = 6  # pad margin around the glyph, in pixels
 PAD_SIDE = GLYPH_SIDE + 2 * PAD_MARGIN
-PAD_COLOURS = np.array([[250, 215, 20], [20, 215, 250]], np.float32)  # class % 2: yellow, cyan
+PAD_WIDTHS = (PAD_SIDE, PAD_SIDE + 8)  # class % 2: square or wide (the pad is PAD_SIDE tall)
+PAD_COLOUR = np.array([250, 215, 20], np.float32)
 # Period-2 textures (1-pixel stripes or checks): sampling every other pixel turns each into a
 # flat field, ink or pad depending on its phase, so they are unreadable at half resolution.
 TEXTURES = ('horizontal', 'vertical', 'checker')
@@ -117,23 +120,22 @@ def _background(rng: np.random.Generator, spec: DemoVideoSpec) -> np.ndarray:
   return top * (1 - wy) + bottom * wy
 
 
-def _paste_pad(frame: np.ndarray, glyph: np.ndarray, top: int, left: int,
+def _paste_pad(frame: np.ndarray, glyph: np.ndarray, top: int, left: int, width: int,
                colour: np.ndarray) -> None:
-  """Draws a pad with a black glyph at (top, left), in place."""
-  frame[top:top + PAD_SIDE, left:left + PAD_SIDE] = colour
+  """Draws a yellow pad with a black glyph at (top, left), in place."""
+  frame[top:top + PAD_SIDE, left:left + width] = colour
   inner = frame[top + PAD_MARGIN:top + PAD_MARGIN + GLYPH_SIDE,
                 left + PAD_MARGIN:left + PAD_MARGIN + GLYPH_SIDE]
   inner[glyph] = 0.0
 
 
 def _paste_clutter(rng: np.random.Generator, frame: np.ndarray) -> None:
-  """Draws 1-3 rectangles whose colours are far from the pads' yellow and cyan."""
+  """Draws 1-3 rectangles whose colours are far from the pad's yellow."""
   h, w, _ = frame.shape
   for _ in range(rng.integers(1, 4)):
     rh, rw = rng.integers(4, 14, size=2)
     top, left = rng.integers(0, h - rh), rng.integers(0, w - rw)
-    # Blue-ish, red-ish, green-ish or grey: never yellow (high R and G, low B) nor cyan
-    # (high G and B, low R).
+    # Blue-ish, red-ish, green-ish or grey: never yellow (high R and G, low B).
     kind = rng.integers(4)
     colour = {
         0: [rng.uniform(0, 80), rng.uniform(0, 120), rng.uniform(150, 255)],
@@ -170,12 +172,12 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
   decoy[order[num_evidence:num_evidence + num_decoys]] = True
 
   background = _background(rng, spec)
-  jitter = rng.uniform(-15, 5, size=3).astype(np.float32)
+  pad_colour = PAD_COLOUR + rng.uniform(-15, 5, size=3).astype(np.float32)
   # Pads lie in the region every crop of side `crop` contains: the evaluation
   # centre crop and the 13 fixed training crop positions (offsets up to
   # 4 * ((side - crop) // 4)), so no clip loses its evidence to the crop.
   lo_row, hi_row = 4 * ((spec.height - spec.crop) // 4), spec.crop - PAD_SIDE
-  lo_col, hi_col = 4 * ((spec.width - spec.crop) // 4), spec.crop - PAD_SIDE
+  lo_col, hi_col = 4 * ((spec.width - spec.crop) // 4), spec.crop - max(PAD_WIDTHS)
   frames = np.empty((n, spec.height, spec.width, 3), np.float32)
   for t in range(n):
     frame = background + rng.normal(0.0, 4.0, size=background.shape)
@@ -183,15 +185,15 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
       _paste_clutter(rng, frame)
     if evidence[t] or decoy[t]:
       if evidence[t]:
-        code, colour = class_glyphs[label], PAD_COLOURS[label % 2]
+        code, width = class_glyphs[label], PAD_WIDTHS[label % 2]
       else:
         code = decoy_glyphs[rng.integers(len(decoy_glyphs))]
-        colour = PAD_COLOURS[rng.integers(len(PAD_COLOURS))]
+        width = PAD_WIDTHS[rng.integers(len(PAD_WIDTHS))]
       if rng.random() < 0.5:
         code = mirror(code)  # both orientations exist, as after a flip
       glyph = draw_glyph(rng, code)
       top = int(rng.integers(lo_row, hi_row + 1))
       left = int(rng.integers(lo_col, hi_col + 1))
-      _paste_pad(frame, glyph, top, left, np.clip(colour + jitter, 0, 255))
+      _paste_pad(frame, glyph, top, left, width, pad_colour)
     frames[t] = frame
   return np.clip(np.rint(frames), 0, 255).astype(np.uint8), evidence
