@@ -2,8 +2,8 @@
 
 The demo dataset (generated from a seed, see arnet_jax/data/demo_video.py) hides a small class
 glyph in some of the 16 frames; its yellow pad shows *where* at any resolution (and, by its shape,
-half of *what*), but the glyph is only readable at 64 px. Tiny ResNet-50/34/18 (1/8 width) at 64/48/32 px and a tiny MobileNetV2 policy
-at 24 px, the paper's structure and action space.
+half of *what*), but the glyph is only readable at 64 px. Tiny ResNet-50/34/18 (1/8 width) at
+64/48/32 px and a tiny MobileNetV2 policy at 24 px, the paper's structure and action space.
 
 python -m arnet_jax.main --config=configs/demo.py     # warm-up, joint, fine-tune, baselines
 """

@@ -57,8 +57,9 @@ class ArnetDemo(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {'1.0.0': 'First release.',
                    '1.1.0': 'Glyphs of 1-pixel textures in four quadrants (learned faster).',
-                   '1.2.0': 'Glyph quadrants of 8 pixels, not 4 (learned faster still); the pad shape '
-                            '(square or wide) tells the class parity at any resolution.'}
+                   '1.2.0': 'Glyph quadrants of 8 pixels, not 4 (learned faster still); the '
+                            'pad shape (square or wide) tells the class parity at any '
+                            'resolution.'}
   BUILDER_CONFIGS = [
       DemoConfig(name='default', description='10 classes, 600 train / 200 validation videos'),
       DemoConfig(name='tiny', num_classes=4, num_train=24, num_validation=12,

@@ -38,7 +38,7 @@ TOP, LOW = 64, 24
 class FrameCNN(nn.Module):
   """Per-frame classifier: [B, T, R, R, 3] -> per-frame logits [B, T, C].
 
-  Global max pooling: the evidence covers ~2% of a frame.
+  Global max pooling: the glyph covers ~6% of a frame.
   """
 
   num_classes: int
