@@ -11,12 +11,13 @@ for seed in 0 1 2; do
 done
 python - "$root" <<'PY' | tee "$root/mean.md"
 import json, sys
+from arnet_jax import recipe
 runs = [json.load(open(f'{sys.argv[1]}/seed{s}/results.json')) for s in (0, 1, 2)]
 mean = lambda xs: sum(xs) / len(xs)
 print('| run (mean of 3 seeds) | mAP | GFLOPs/video | % of Uniform | top res.: evidence / other |')
 print('|---|---:|---:|---:|---:|')
 uniform = mean([r['rows']['Uniform']['gflops_per_video'] for r in runs])
-for name in ('Uniform', 'Random policy', 'Multi-Scale', 'AR-Net'):
+for name, _, _ in recipe.BASELINES:
   rows = [r['rows'][name] for r in runs]
   gflops = mean([r['gflops_per_video'] for r in rows])
   print(f'| {name} | {mean([r["mAP"] for r in rows]):.1f} | {gflops:.4f} | '
