@@ -125,15 +125,25 @@ def create_optimizer(config: ml_collections.ConfigDict, params: Any,
 # --- Initialisation. ----------------------------------------------------------------------------
 
 def initial_variables(model, config: ml_collections.ConfigDict, example: jax.Array) -> dict:
-  """Random initialisation, then whatever `config.init` names (checkpoint, backbones, policy)."""
+  """Random initialisation, then whatever `config.init` names (checkpoint, backbones, policy).
+
+  When `init.checkpoint` holds every variable (a recipe's joint and fine-tuning stages), the
+  random initialisation is skipped: it would compile the whole forward pass only to be replaced.
+  """
   rngs = {'params': jax.random.key(config.seed), 'gumbel': jax.random.key(config.seed + 1),
           'dropout': jax.random.key(config.seed + 2)}
-  variables = dict(jax.jit(model.init)(rngs, example))
-  variables.setdefault('batch_stats', {})
   init = config.init
+  abstract = lambda v: isinstance(v, jax.ShapeDtypeStruct)
+  variables = None
   if init.checkpoint:
     loaded, _ = ckpt_lib.load_variables(init.checkpoint)
-    variables = merge_variables(variables, loaded, f'init.checkpoint {init.checkpoint}')
+    variables = merge_variables(dict(jax.eval_shape(model.init, rngs, example)), loaded,
+                                f'init.checkpoint {init.checkpoint}')
+  if variables is None or any(map(abstract, jax.tree.leaves(variables))):
+    fresh = dict(jax.jit(model.init)(rngs, example))
+    variables = fresh if variables is None else jax.tree.map(
+        lambda v, f: f if abstract(v) else v, variables, fresh)
+  variables.setdefault('batch_stats', {})
   for i, path in enumerate(init.backbones):
     if path:
       variables = load_features(variables, path, f'backbone_{i}')

@@ -20,9 +20,11 @@ ROW_FIELDS = {'mAP', 'mmAP', 'top1', 'top5', 'gflops_per_frame', 'gflops_per_vid
 def demo_run(demo_data_dir, tmp_path_factory):
   config = importlib.import_module('configs.demo').get_config()
   # The demo's recipe and settings at the suite's toy size: the tiny data (4 classes, 24 / 12
-  # videos), one epoch per stage, the train tests' model (ResNet-18 at 64 + ResNet-18 policy).
+  # videos, 8 of each video's 16 frames), one epoch per stage, the train tests' model (ResNet-18
+  # at 64 + ResNet-18 policy).
   toy = tiny_train_config(demo_data_dir)
   config.data, config.model = toy.data, toy.model
+  config.data.num_frames = 8
   config.train.batch_size, config.eval.batch_size = toy.train.batch_size, toy.eval.batch_size
   config.eval.report = False
   config.eval.routing = 'masked'  # one program per evaluation (sparse == masked: test_routing)

@@ -27,11 +27,7 @@ TOLERANCE = 1e-5  # float32, after 3 (8 devices) or 6 (2 processes) steps
 
 def worker_env(extra_xla_flags: str = '') -> dict:
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-  # The workers' time goes into compiling the train step; LLVM at -O0 compiles it in ~55% of
-  # the CPU time of conftest's -O1, and their few tiny steps hardly run slower.
-  flags = [f for f in os.environ.get('XLA_FLAGS', '').split()
-           if not f.startswith('--xla_backend_optimization_level')]
-  env['XLA_FLAGS'] = ' '.join(flags + ['--xla_backend_optimization_level=0', extra_xla_flags])
+  env['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {extra_xla_flags}'  # conftest's
   if jax.config.jax_compilation_cache_dir:  # the session's cache (conftest)
     env['ARNET_TEST_XLA_CACHE'] = jax.config.jax_compilation_cache_dir
   return env

@@ -123,6 +123,24 @@ def test_fine_tuning_freezes_the_policy_parameters_and_batch_statistics(demo_dat
                             new_state.params['backbone_0']['head']['kernel'])
 
 
+def test_init_checkpoint_supplies_every_variable_it_has_and_fresh_ones_fill_the_rest(
+    demo_data_dir, tmp_path):
+  config = tiny_train_config(demo_data_dir)
+  model = train.stage_model(config, bn_axis_name=parallel.BATCH_AXIS)
+  example = jnp.zeros((1, 16, 64, 64, 3))  # one_step's: the same init program
+  fresh = train.initial_variables(model, config, example)
+  saved = jax.tree.map(lambda x: np.full(x.shape, 0.5, np.float32), fresh)
+  saved['params']['backbone_0']['head']['kernel'] = np.zeros((3, 3), np.float32)  # wrong shape
+  manager = checkpoint.manager(str(tmp_path))
+  checkpoint.save(manager, 1, saved, {})
+  manager.wait_until_finished()
+  config.init.checkpoint = str(tmp_path)
+  got = traverse_util.flatten_dict(train.initial_variables(model, config, example), sep='/')
+  for name, value in traverse_util.flatten_dict(fresh, sep='/').items():
+    want = value if name == 'params/backbone_0/head/kernel' else np.full(value.shape, 0.5)
+    np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
 def test_linear_layers_get_the_original_learning_rate_multipliers():
   config = defaults.get_config()
   config.model = tiny_model_config()
