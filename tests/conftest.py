@@ -8,18 +8,21 @@ import sys
 # code and XLA's loop emitters (instead of its newer fusion emitters) compile the train tests'
 # training step 3.4x faster than LLVM -O1 (6.5 s -> 1.9 s) and run it 3.6x slower (0.12 s ->
 # 0.42 s); see README "Testing" for the whole suite. Fast-math stays off. XLA aborts on a flag it
-# does not know, so each is first tried in a child process (a later jaxlib may drop the second).
+# does not know, so they are first tried in a child process (a later jaxlib may drop the second),
+# then one at a time if they fail together.
 FAST_COMPILE_FLAGS = ('--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false')
 
 
-def _xla_accepts(flag: str) -> bool:
+def _xla_accepts(flags: str) -> bool:
   return subprocess.run([sys.executable, '-c', 'import jax; jax.devices()'],
-                        env=dict(os.environ, XLA_FLAGS=flag), capture_output=True,
+                        env=dict(os.environ, XLA_FLAGS=flags), capture_output=True,
                         check=False).returncode == 0
 
 
 if 'XLA_FLAGS' not in os.environ:  # set before JAX starts its backend
-  os.environ['XLA_FLAGS'] = ' '.join(f for f in FAST_COMPILE_FLAGS if _xla_accepts(f))
+  os.environ['XLA_FLAGS'] = ' '.join(
+      FAST_COMPILE_FLAGS if _xla_accepts(' '.join(FAST_COMPILE_FLAGS))
+      else [f for f in FAST_COMPILE_FLAGS if _xla_accepts(f)])
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
