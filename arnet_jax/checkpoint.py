@@ -18,8 +18,10 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import traverse_util
 
 
@@ -96,6 +98,35 @@ def load_variables(path: str, expected: Any = None) -> tuple[dict, dict]:
     expected = {k: expected[k] for k in ('params', 'batch_stats') if k in expected}
     check_structure(variables, expected, what=f'checkpoint {path}')
   return variables, meta
+
+
+def select_variables(loaded: dict, expected: dict, what: str, *, strict: bool = True) -> dict:
+  """The variables `expected` describes (the model's, or their shapes), taken from `loaded`.
+
+  Entries of `loaded` the model does not use are left out (Uniform reads only `backbone_0` of an
+  AR-Net checkpoint). An entry the model needs that `loaded` lacks, or has in another shape, is
+  an error listing them all when `strict`; otherwise it keeps `expected`'s value, and both kinds
+  of difference are logged (starting a model from a related checkpoint).
+  """
+  out = {}
+  for collection, tree in expected.items():
+    wanted = traverse_util.flatten_dict(tree, sep='/')
+    have = traverse_util.flatten_dict(loaded.get(collection, {}), sep='/')
+    taken = {k for k in wanted if k in have and np.shape(have[k]) == np.shape(wanted[k])}
+    if not strict:
+      for kind, names in (('keep their fresh initialisation', sorted(set(wanted) - taken)),
+                          ('are not used by this model', sorted(set(have) - taken))):
+        if names:
+          logging.info('%s: %d %s entries %s: %s', what, len(names), collection, kind,
+                       ', '.join(names[:10]) + (' ...' if len(names) > 10 else ''))
+    if strict:  # as saved: check_structure names what is missing or of another shape
+      chosen = {k: have[k] for k in wanted if k in have}
+    else:
+      chosen = {k: jnp.asarray(have[k]) if k in taken else wanted[k] for k in wanted}
+    out[collection] = traverse_util.unflatten_dict(chosen, sep='/')
+  if strict:
+    check_structure(out, expected, what=what)
+  return out
 
 
 def check_structure(got: Any, expected: Any, what: str) -> None:

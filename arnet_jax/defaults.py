@@ -2,6 +2,11 @@
 
 Experiment configs in `configs/` start from `get_config()` and change what differs. Sections of
 the AR-Net paper (ECCV 2020) are cited where a value comes from it.
+
+Fields left at None are derived when a job starts (`finalize`), after command-line overrides:
+`data.image_size` is the model's top resolution, `data.scales` the dataset's crop scales, and
+`model.num_classes`, if None, the prepared dataset's class count.
+`validate` checks every field name and every enum-like value before anything runs.
 """
 import ml_collections
 
@@ -20,12 +25,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.process_id = -1         # -1 = detect
 
   config.data = data_config('activitynet')  # paper 4.1 "Implementation details"
+  # Derived when the job starts (`finalize`), so that `--config.data.name=...` and the model's
+  # resolutions given on the command line decide them.
+  config.data.image_size = ml_collections.config_dict.placeholder(int)
+  config.data.scales = ml_collections.config_dict.placeholder(tuple)
 
   # --- Model (paper 3.1, 4.1). ------------------------------------------------------------------
   config.model = model = ml_collections.ConfigDict()
   model.variant = 'arnet'       # arnet | random | resolution_only | skip_only | multiscale |
                                 # uniform | lstm  (see arnet_jax.models)
-  model.num_classes = 200
+  model.num_classes = 200       # None: read from the prepared dataset (a custom one)
   model.backbones = ('resnet50', 'resnet34', 'resnet18')  # one per resolution, heaviest first
   model.resolutions = (224, 168, 112)
   model.policy_backbone = 'mobilenet_v2'
@@ -39,6 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.resize = 'nearest'      # how lower resolutions are made: 'nearest' as the original
                                 # (torch F.interpolate) or antialiased 'bilinear'
   model.dtype = 'float32'       # compute dtype: float32 | bfloat16 (parameters stay float32)
+  model.kernels = 'auto'        # convolution kernels: auto (cpu on a CPU, else xla) | cpu | xla
 
   # --- Initialisation (ImageNet weights via `python -m arnet_jax.tools.import_torch`). ---------
   config.init = init = ml_collections.ConfigDict()
@@ -69,10 +79,11 @@ def get_config() -> ml_collections.ConfigDict:
   train.eval_every_epochs = 1
   train.best_metric = 'mAP'     # keeps WORKDIR/best by this evaluation metric
 
-  # Per-stage settings (paper 4.1): config[config.stage] is used.
-  config.warmup = ml_collections.ConfigDict(dict(lr=0.02, num_epochs=10, lr_steps=(20, 40)))
-  config.joint = ml_collections.ConfigDict(dict(lr=0.001, num_epochs=50, lr_steps=(20, 40)))
-  config.finetune = ml_collections.ConfigDict(dict(lr=0.0005, num_epochs=50, lr_steps=(20, 40)))
+  # Per-stage settings (paper 4.1): config[config.stage] is used. A method with stages of other
+  # names has a group of the same fields for each (`stage_settings`).
+  config.warmup = stage_settings(lr=0.02, num_epochs=10, lr_steps=(20, 40))
+  config.joint = stage_settings(lr=0.001, num_epochs=50, lr_steps=(20, 40))
+  config.finetune = stage_settings(lr=0.0005, num_epochs=50, lr_steps=(20, 40))
 
   # --- Evaluation (deterministic policy). -------------------------------------------------------
   config.eval = ev = ml_collections.ConfigDict()
@@ -86,9 +97,104 @@ def get_config() -> ml_collections.ConfigDict:
   return config
 
 
+def stage_settings(lr: float = 0.01, num_epochs: float = 1, lr_steps: tuple = ()):
+  """One stage's group: learning rate, epochs, and the epochs where a 'step' schedule divides
+  the learning rate by 10."""
+  return ml_collections.ConfigDict(dict(lr=lr, num_epochs=num_epochs, lr_steps=tuple(lr_steps)))
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file, or `get_config(arg)` for `path:arg` (as `--config=`)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  path, _, arg = path.partition(':')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'Config file {path} does not exist.')
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def parse_arg(arg: str | None, **defaults_) -> ml_collections.ConfigDict:
+  """`get_config(arg)`'s argument (`--config=file.py:a=1,b=x`) as fields over `defaults_`.
+
+  Values take the type of their default; an unknown key is an error naming the valid ones.
+  """
+  result = ml_collections.ConfigDict(defaults_)
+  for item in filter(None, (arg or '').split(',')):
+    key, eq, value = item.partition('=')
+    if not eq or key not in defaults_:
+      raise ValueError(f'Config argument {item!r}: expected key=value with key one of '
+                       f'{", ".join(defaults_)}.')
+    default = defaults_[key]
+    result[key] = (value.lower() in ('1', 'true', 'yes') if isinstance(default, bool) else
+                   type(default)(value))
+  return result
+
+
+# Enum-like fields: (path, valid values). The method and stage come from the registry.
+CHOICES = (
+    ('mode', ('train', 'eval', 'recipe')),
+    ('model.dtype', ('float32', 'bfloat16')),
+    ('model.resize', ('nearest', 'bilinear')),
+    ('model.kernels', ('auto', 'cpu', 'xla')),
+    ('train.lr_schedule', ('step', 'cosine')),
+    ('train.loss_form', ('paper', 'original')),
+    ('eval.routing', ('sparse', 'masked')),
+    ('eval.buckets', ('binary', 'pow2', 'exact')),
+    ('data.dtype', ('float32', 'bfloat16')),
+    ('data.sampling', ('segment', 'original')),
+)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises KeyError naming any field the defaults do not have, with the valid ones."""
-  _validate(config, get_config(), 'config')
+  """Checks a config before anything runs: every field name (KeyError naming the valid fields)
+  and every enum-like value, the method's own settings and the crop size (ValueError naming the
+  valid values)."""
+  from arnet_jax import registry  # pylint: disable=g-import-not-at-top (imports JAX)
+  reference = get_config()
+  for name in registry.names():  # every registered stage has its group of settings
+    for stage in registry.get(name).stage_names:
+      if stage not in reference:
+        reference[stage] = stage_settings()
+  _validate(config, reference, 'config')
+  choices = (*CHOICES, ('data.name', DATASET_NAMES), ('model.variant', registry.names()))
+  for path, valid in choices:
+    value = _get(config, path)
+    if value not in valid:
+      raise ValueError(f'{path} must be one of {tuple(valid)}, got {value!r}.')
+  method = registry.of(config)
+  method.stage(config.stage)  # names the method's stages when it has no such stage
+  method.validate(config.model)
+  for path in ('eval.max_bucket', 'eval.policy_chunk'):
+    if _get(config, path) < 0:
+      raise ValueError(f'config.{path} must be a number of frames >= 1, or 0 for the whole '
+                       f'batch; got {_get(config, path)}.')
+  top = method.input_resolution(config.model)
+  if config.data.image_size not in (None, top):
+    raise ValueError(f'data.image_size={config.data.image_size} must equal the model\'s top '
+                     f'resolution {top}: the lower ones are resized from it (leave it unset).')
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A validated copy with the derived fields filled in (see the module docstring; the class
+  count needs the prepared dataset: `arnet_jax.data.with_dataset_classes`)."""
+  validate(config)
+  from arnet_jax import registry  # pylint: disable=g-import-not-at-top (imports JAX)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    if config.data.image_size is None:
+      config.data.image_size = registry.of(config).input_resolution(config.model)
+    if config.data.scales is None:
+      config.data.scales = data_config(config.data.name).scales
+  return config
+
+
+def _get(config: ml_collections.ConfigDict, path: str):
+  for key in path.split('.'):
+    config = config[key]
+  return config
 
 
 def _validate(got, reference, path: str) -> None:

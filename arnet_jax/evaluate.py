@@ -7,38 +7,31 @@ Written to WORKDIR/eval/: metrics.json (mAP, mmAP, top1, top5, gflops_per_frame,
 gflops_per_video, action_usage, ...), predictions.npz (per-video logits, labels, decisions; the
 report tool draws from it) and TensorBoard scalars.
 
-`eval.routing`: 'sparse' (default) decides every frame's action first and runs each backbone only
-on the frames routed to it, in buckets of static sizes (`arnet_jax.models.routing`); 'masked'
-runs every backbone on every frame in one jit (the training forward). Both give the same
-decisions and, up to float error, the same logits. The LSTM baseline has nothing to route (one
-backbone on every frame) and always runs masked. metrics.json says which ran (`routing`), how many
-XLA compilations a full evaluation causes from a cold start (`compilations`) and, for sparse
-routing, the share of bucket slots that were padding (`padding_waste`) and each backbone's frames
-(`bucket_use`). Per-action mAP needs every resolution action's logits on every frame, which
-sparse AR-Net routing does not compute: `mAP_per_action` is there under masked compute, Uniform
-and Multi-Scale.
+The forward is the method's inference (its registry entry). For AR-Net, `eval.routing`:
+'sparse' (default) decides every frame's action first and runs each backbone only on the frames
+routed to it, in buckets of static sizes (`arnet_jax.models.routing`); 'masked' runs every
+backbone on every frame in one jit (the training forward). Both give the same decisions and, up
+to float error, the same logits. Methods with nothing to route (the LSTM baseline) run masked.
+metrics.json says which ran (`routing`), how many XLA compilations a full evaluation causes from
+a cold start (`compilations`) and, for sparse routing, the share of bucket slots that were
+padding (`padding_waste`) and each backbone's frames (`bucket_use`). Per-action mAP needs every
+resolution action's logits on every frame, which sparse AR-Net routing does not compute:
+`mAP_per_action` is there under masked compute, Uniform and Multi-Scale.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
-from flax import traverse_util
 
 from arnet_jax import checkpoint as ckpt_lib
-from arnet_jax import data as data_lib
-from arnet_jax import defaults, flops, metrics, models, parallel
-from arnet_jax.models import routing
-from arnet_jax.tools import report
-
-ROUTINGS = routing.ROUTINGS
+from arnet_jax import defaults, flops, metrics, models, parallel, registry
+from arnet_jax.models import kernels
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm.tqdm:
@@ -50,57 +43,24 @@ class Evaluator:
   """Runs a model over the evaluation split and computes every metric (see the module doc)."""
 
   def __init__(self, model, config: ml_collections.ConfigDict, mesh):
-    if config.eval.routing not in ROUTINGS:
-      raise ValueError(f'eval.routing must be one of {ROUTINGS}, got {config.eval.routing!r}')
-    if config.eval.buckets not in routing.CAPACITY_POLICIES:
-      raise ValueError(f'eval.buckets must be one of {routing.CAPACITY_POLICIES}, got '
-                       f'{config.eval.buckets!r}')
-    for field in ('max_bucket', 'policy_chunk'):
-      if config.eval[field] < 0:
-        raise ValueError(f'eval.{field} must be a number of frames >= 1, or 0 for the whole '
-                         f'batch; got {config.eval[field]}')
     self.model, self.config, self.mesh = model, config, mesh
     self.table = flops.cost_table(config.model)
-    self.names = models.action_space(config.model).names
-    self.router = None
-    if config.eval.routing == 'sparse' and isinstance(model, models.ARNet):
-      self.router = routing.SparseRouter(model, capacities=config.eval.buckets,
-                                         chunk_size=config.eval.max_bucket or None,
-                                         policy_chunk=config.eval.policy_chunk or None)
-    elif config.eval.routing == 'sparse':
-      logging.info('eval.routing=sparse: %s runs one backbone on every frame, nothing to '
-                   'route; evaluating with masked compute.', type(model).__name__)
+    self.names = self.table.action_names
+    self.forward = registry.of(config).inference(model, config)
+    self.router = self.forward if hasattr(self.forward, 'stats') else None  # sparse routing
     self.routing = 'sparse' if self.router else 'masked'
-    self.predict = self._sparse_predict() if self.router else self._masked_predict()
 
-  def _masked_predict(self):
-    model, seed = self.model, self.config.eval.seed
-
-    @jax.jit
-    def predict(variables, video, index, mask):
-      del mask  # every video is computed
-      out = model.apply(variables, video, rngs={'gumbel': jax.random.fold_in(
-          jax.random.key(seed), index)})
-      return prediction(out)
-    return predict
-
-  def _sparse_predict(self):
-    router, seed = self.router, self.config.eval.seed
-
-    def predict(variables, video, index, mask):
-      # The same 'gumbel' key as masked compute: the Random baseline draws the same actions.
-      rng = jax.random.fold_in(jax.random.key(seed), index)
-      return prediction(router(variables, video, rng=rng, valid=mask > 0))
-    return predict
+  def predict(self, variables, video, index, mask) -> dict:
+    # The same 'gumbel' key whatever the routing: the Random baseline draws the same actions.
+    rng = jax.random.fold_in(jax.random.key(self.config.eval.seed), index)
+    return prediction(self.forward(variables, video, rng=rng, valid=mask > 0))
 
   def run(self, variables: dict, *, step: int | None = None, writer=None) -> dict:
     """-> {'metrics': {...}, 'predictions': {...}} over the whole evaluation split."""
+    from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
     config, mesh = self.config, self.mesh
     processes = jax.process_count()
-    if config.eval.batch_size % jax.device_count():
-      raise ValueError(f'eval.batch_size={config.eval.batch_size} must be a multiple of the '
-                       f'{jax.device_count()} devices.')
-    local_batch = config.eval.batch_size // processes
+    local_batch = parallel.local_batch_size(config.eval.batch_size, 'eval.batch_size')
     eval_iter, num_examples = data_lib.create_split(
         config.data, config.data.eval_split, batch_size=local_batch, train=False,
         num_classes=config.model.num_classes)
@@ -223,27 +183,20 @@ def restore_for(model, config: ml_collections.ConfigDict, path: str) -> dict:
   Entries the model does not use are left out (Uniform reads only `backbone_0` of an AR-Net
   checkpoint); a missing entry or a shape mismatch is an error listing them.
   """
-  top = models.action_space(config.model).top_resolution
-  example = jnp.zeros((1, config.data.num_frames, top, top, 3), jnp.float32)
-  expected = jax.eval_shape(lambda: model.init(
-      {'params': jax.random.key(0), 'gumbel': jax.random.key(0)}, example))
-  expected = {k: expected[k] for k in ('params', 'batch_stats') if k in expected}
+  top = registry.of(config).input_resolution(config.model)
+  expected = models.abstract_variables(model, (1, config.data.num_frames, top, top, 3))
   loaded, _ = ckpt_lib.load_variables(path)
-  selected = {}
-  for collection, tree in expected.items():
-    wanted = traverse_util.flatten_dict(tree, sep='/')
-    have = traverse_util.flatten_dict(loaded.get(collection, {}), sep='/')
-    selected[collection] = traverse_util.unflatten_dict(
-        {k: v for k, v in have.items() if k in wanted}, sep='/')
-  ckpt_lib.check_structure(selected, expected, what=f'checkpoint {path}')
-  return selected
+  return ckpt_lib.select_variables(loaded, expected, f'checkpoint {path}')
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                         checkpoint: str | None = None) -> dict:
   """`config.mode=eval`: evaluates a checkpoint (default `config.checkpoint`) on the evaluation
   split and writes WORKDIR/eval. The training split is not needed."""
-  defaults.validate(config)
+  from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
+  from arnet_jax.tools import report  # pylint: disable=g-import-not-at-top (matplotlib)
+  config = defaults.finalize(config)
+  kernels.select(config.model.kernels)  # once per job, before anything is traced
   checkpoint = checkpoint or config.checkpoint
   if not checkpoint:
     raise ValueError('config.mode=eval needs config.checkpoint=PATH (a workdir, its best/ or '
@@ -251,9 +204,12 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   if config.data.name == 'demo':
     data_lib.ensure_demo_dataset_on_all_processes(config.data.data_dir,
                                                   config.data.builder_config or 'default')
+  if config.model.num_classes is None:
+    config = data_lib.with_dataset_classes(config)
   model = models.create_model(config.model)
   mesh = parallel.make_mesh()
   variables = parallel.replicate(mesh, restore_for(model, config, checkpoint))
+  config = data_lib.with_dataset_classes(config)  # after the checkpoint's own check
   result = Evaluator(model, config, mesh).run(variables)
   result['metrics']['checkpoint'] = os.path.abspath(checkpoint)
   write_metrics(os.path.join(workdir, 'eval'), result['metrics'], jax.process_index() == 0,

@@ -142,27 +142,10 @@ class CostTable:
 
 
 def cost_table(model_config: ml_collections.ConfigDict, convention: str = 'paper') -> CostTable:
-  """The cost of every action of `model_config` (its variant decides the action space)."""
-  c = model_config
-  space = models.action_space(c)
-  wd = dict(width_multiplier=c.width_multiplier, depth_multiplier=c.depth_multiplier)
-  gflops = [backbone_gflops(b, r, c.num_classes, convention=convention, **wd)
-            for b, r in zip(space.backbones, space.resolutions)]
-  if c.variant == 'lstm':
-    b, r = space.backbones[0], space.resolutions[0]
-    gflops[0] = (backbone_gflops(b, r, None, convention=convention, **wd)
-                 + lstm_gflops(num_features(b, **wd), c.lstm_hidden, convention)
-                 + c.lstm_hidden * c.num_classes / 1e9)
-  if space.policy_action:
-    gflops.append(c.lstm_hidden * c.num_classes / 1e9)
-  gflops += [0.0] * len(space.skips)
-  cnn = lstm = 0.0
-  if c.variant not in ('uniform', 'lstm') and (c.variant != 'multiscale' or space.policy_action):
-    cnn = backbone_gflops(c.policy_backbone, space.policy_resolution, None,
-                          convention=convention, **wd)
-    lstm = (lstm_gflops(num_features(c.policy_backbone, **wd), c.lstm_hidden, convention)
-            + c.lstm_hidden * space.num_actions / 1e9)  # + the action head
-  return CostTable(space.names, tuple(gflops), cnn, lstm, convention)
+  """The cost of every action of `model_config` (its method's, see `arnet_jax.registry`)."""
+  from arnet_jax import registry  # pylint: disable=g-import-not-at-top
+  _check_convention(convention)
+  return registry.get(model_config.variant).cost_table(model_config, convention)
 
 
 def decision_gflops(actions: np.ndarray, table: CostTable,
@@ -188,8 +171,9 @@ def decision_gflops(actions: np.ndarray, table: CostTable,
 
 def summary(model_config: ml_collections.ConfigDict, convention: str = 'paper') -> dict:
   """The table printed by the CLI: every action, the policy, Uniform and Multi-Scale per frame."""
+  from arnet_jax import registry  # pylint: disable=g-import-not-at-top
   table = cost_table(model_config, convention)
-  baseline = lambda variant: cost_table(_with_variant(model_config, variant), convention)
+  baseline = lambda variant: cost_table(registry.with_variant(model_config, variant), convention)
   uniform, multiscale = baseline('uniform'), baseline('multiscale')
   return dict(
       actions=[dict(name=n, gflops=g) for n, g in zip(table.action_names, table.action_gflops)],
@@ -199,13 +183,6 @@ def summary(model_config: ml_collections.ConfigDict, convention: str = 'paper') 
       policy_cnn_gflops=table.policy_cnn_gflops,
       lstm_gflops=table.lstm_gflops,
       convention=convention)
-
-
-def _with_variant(model_config, variant):
-  config = model_config.copy_and_resolve_references()
-  with config.unlocked():
-    config.variant = variant
-  return config
 
 
 def main(argv):

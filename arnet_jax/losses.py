@@ -9,8 +9,8 @@ L = (1 - alpha) * CE + alpha * L_flops + beta * L_uni          ('paper', alpha 0
 The original code's variant is form='original' (L_uni = ||usage - 1/A||_2, unsquared) with
 alpha = 0.05 and beta = 3.0.
 
-`usage` is a statistic of the whole batch: under data parallelism pass `axis_name` so it is
-averaged over devices before it is squared, which keeps the loss that of the global batch.
+`usage` is a statistic of the whole batch: the train step computes the loss of the global batch
+(`jit` over sharded arrays), so under data parallelism it is the global batch's usage.
 """
 from __future__ import annotations
 
@@ -31,10 +31,9 @@ def flops_loss(actions: jax.Array, action_gflops: jax.Array) -> jax.Array:
   return jnp.mean(actions @ action_gflops)
 
 
-def action_usage(actions: jax.Array, axis_name: str | None = None) -> jax.Array:
-  """`[A]` share of frames taking each action (over the global batch with `axis_name`)."""
-  usage = actions.mean(axis=(0, 1))
-  return jax.lax.pmean(usage, axis_name) if axis_name else usage
+def action_usage(actions: jax.Array) -> jax.Array:
+  """`[A]` share of frames taking each action."""
+  return actions.mean(axis=(0, 1))
 
 
 def uniformity_loss(usage: jax.Array, form: str = 'paper') -> jax.Array:
@@ -46,14 +45,14 @@ def uniformity_loss(usage: jax.Array, form: str = 'paper') -> jax.Array:
 
 
 def arnet_loss(logits: jax.Array, labels: jax.Array, actions: jax.Array,
-               action_gflops: jax.Array, *, alpha: float, beta: float, form: str = 'paper',
-               axis_name: str | None = None) -> tuple[jax.Array, dict]:
+               action_gflops: jax.Array, *, alpha: float, beta: float,
+               form: str = 'paper') -> tuple[jax.Array, dict]:
   """The joint / fine-tuning loss. Returns (loss, parts)."""
   if form not in LOSS_FORMS:
     raise ValueError(f'train.loss_form must be one of {LOSS_FORMS}, got {form!r}')
   ce = cross_entropy(logits, labels)
   fl = flops_loss(actions, action_gflops)
-  uni = uniformity_loss(action_usage(actions, axis_name), form)
+  uni = uniformity_loss(action_usage(actions), form)
   total = (1 - alpha) * ce + alpha * fl + beta * uni
   return total, dict(ce=ce, flops=fl, uniformity=uni)
 

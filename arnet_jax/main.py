@@ -34,7 +34,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   config = FLAGS.config
-  defaults.validate(config)
+  try:
+    defaults.validate(config)
+  except (KeyError, ValueError) as e:  # a config mistake: one message, no traceback
+    print(f'FATAL: {e.args[0] if e.args else e}', file=sys.stderr)
+    sys.exit(2)
   quiet_library_logs()
   if FLAGS.compilation_cache:
     import jax  # pylint: disable=g-import-not-at-top
@@ -53,12 +57,9 @@ def main(argv):
   elif config.mode == 'eval':
     from arnet_jax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.evaluate_checkpoint(config, workdir)
-  elif config.mode == 'recipe':
+  else:  # 'recipe' (validated)
     from arnet_jax import recipe  # pylint: disable=g-import-not-at-top
     recipe.run(config, workdir)
-  else:
-    raise app.UsageError(f"config.mode must be 'train', 'eval' or 'recipe', got "
-                         f'{config.mode!r}.')
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -1,12 +1,11 @@
-"""Data parallelism: a 1-D device mesh, batches sharded over it, per-device steps.
+"""Data parallelism: a 1-D device mesh, batches sharded over it, state replicated.
 
-The train step is written for one device with an explicit batch axis name (`BATCH_AXIS`):
-gradients and batch statistics are averaged with `lax.pmean` over it, and BatchNorm layers
-synchronise their statistics through the same name. `data_parallel` runs such a function with
-`jax.shard_map` under `jax.jit` over the mesh; this is what current JAX recommends instead of
-`jax.pmap` (in maintenance mode, itself now implemented with jit + shard_map). The same code runs
-on one CPU, 8 GPUs or a multi-host TPU pod (after `jax.distributed.initialize()`); each process
-feeds the batch of its own devices.
+The train step is written for the global batch and jitted over arrays sharded along the mesh's
+batch axis (`NamedSharding`, big_vision's update step): XLA partitions it, averages the
+gradients and computes BatchNorm statistics and action usage over the global batch. Models and
+losses name no axis. This is what current JAX recommends instead of `jax.pmap` (in maintenance
+mode). The same code runs on one CPU, 8 GPUs or a multi-host TPU pod (after
+`jax.distributed.initialize()`); each process feeds the batch of its own devices.
 
 Multi-host: `initialize_distributed(config)` starts JAX's multi-controller runtime (one process
 per host, or per GPU); every process then runs the same program on the global mesh.
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -49,6 +48,24 @@ def shard_batch(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, jax.Array
           for k, v in batch.items()}
 
 
+def local_batch_size(global_batch: int, field: str) -> int:
+  """This process's share of a global batch that every device divides (`field` names it)."""
+  if global_batch % jax.device_count():
+    raise ValueError(f'{field}={global_batch} must be a multiple of the {jax.device_count()} '
+                     'devices.')
+  return global_batch // jax.process_count()
+
+
+def check_process_batch_size(batch_size: int) -> None:
+  """A per-process batch must split evenly over this process's devices."""
+  devices = jax.local_device_count()
+  if batch_size < 1 or batch_size % devices:
+    raise ValueError(
+        f'The per-process batch size {batch_size} must be a positive multiple of the '
+        f'{devices} local devices, so each device gets the same share. Use e.g. '
+        f'{max(1, round(batch_size / devices)) * devices}.')
+
+
 def replicate(mesh: Mesh, tree: Any) -> Any:
   """The same value on every device of the mesh; every process must pass the same `tree`."""
   if jax.process_count() > 1:
@@ -56,11 +73,6 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
     # devices gives arrays whose shards Orbax cannot save (jax 0.10).
     tree = jax.device_get(tree)
   return jax.device_put(tree, replicated(mesh))
-
-
-def data_parallel(step: Callable, mesh: Mesh, in_specs: tuple, out_specs: Any) -> Callable:
-  """`step` (written per device, collectives over BATCH_AXIS) run over the whole mesh."""
-  return jax.shard_map(step, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
 
 
 def to_host(tree: Any) -> Any:

@@ -1,11 +1,12 @@
-"""The whole AR-Net recipe as one job (`config.mode=recipe`): three stages, then the baselines.
+"""A method's whole recipe as one job (`config.mode=recipe`): its stages, then its comparison.
 
-WORKDIR/warmup, WORKDIR/joint, WORKDIR/finetune are ordinary training workdirs (each resumable;
-joint starts from warm-up's best checkpoint, fine-tuning from joint's). Then, without further
-training, the paper's comparison (Table 1) is evaluated:
+WORKDIR/<stage> for each stage of the method's registry entry, in order, are ordinary training
+workdirs (each resumable; a stage with `starts_from` starts from that stage's best checkpoint).
+Then, without further training, the entry's `recipe_rows` are evaluated; AR-Net's are the
+paper's comparison (Table 1):
   Uniform       backbone 0 alone on every frame, warm-up weights (a TSN at the top resolution);
-  Multi-Scale   every resolution action on every frame, warm-up weights;
   Random policy uniformly random actions (skips included), fine-tuned weights;
+  Multi-Scale   every resolution action on every frame, warm-up weights;
   AR-Net        the fine-tuned model, its own deterministic decisions.
 The table goes to WORKDIR/results.json and WORKDIR/results.md and is printed.
 """
@@ -18,15 +19,7 @@ import time
 import jax
 import ml_collections
 
-from arnet_jax import evaluate, train
-from arnet_jax.tools import report
-
-BASELINES = (  # (row name, variant, stage whose weights it uses)
-    ('Uniform', 'uniform', 'warmup'),
-    ('Random policy', 'random', 'finetune'),
-    ('Multi-Scale', 'multiscale', 'warmup'),
-    ('AR-Net', 'arnet', 'finetune'),
-)
+from arnet_jax import evaluate, registry, train
 
 
 def stage_config(config: ml_collections.ConfigDict, stage: str, workdir: str):
@@ -34,7 +27,7 @@ def stage_config(config: ml_collections.ConfigDict, stage: str, workdir: str):
   with c.unlocked():
     c.mode, c.stage = 'train', stage
     c.eval.report = False  # one report over every stage and baseline at the end
-    previous = {'joint': 'warmup', 'finetune': 'joint'}.get(stage)
+    previous = registry.of(config).stage(stage).starts_from
     if previous:
       c.init.checkpoint = os.path.join(workdir, previous, 'best')
       c.init.backbones, c.init.policy = (), ''
@@ -42,10 +35,12 @@ def stage_config(config: ml_collections.ConfigDict, stage: str, workdir: str):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains the three stages in `workdir`, evaluates the baselines; returns the table rows."""
+  """Trains the method's stages in `workdir`, evaluates its comparison; returns the table rows."""
+  from arnet_jax.tools import report  # pylint: disable=g-import-not-at-top (matplotlib)
+  method = registry.of(config)
   start = time.time()
   timings = {}
-  for stage in train.STAGES:
+  for stage in method.stage_names:
     t0 = time.time()
     result = train.train_and_evaluate(stage_config(config, stage, workdir),
                                       os.path.join(workdir, stage))
@@ -53,7 +48,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       return result
     timings[stage] = time.time() - t0
   rows = {}
-  for name, variant, stage in BASELINES:
+  for name, variant, stage in method.recipe_rows or ((method.name, method.name,
+                                                       method.stage_names[-1]),):
     c = config.copy_and_resolve_references()
     with c.unlocked():
       c.mode, c.model.variant, c.eval.report = 'eval', variant, False

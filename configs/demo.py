@@ -13,7 +13,7 @@ from arnet_jax import defaults
 def get_config():
   config = defaults.get_config()
   config.mode = 'recipe'
-  config.data = defaults.data_config('demo')
+  config.data.name = 'demo'  # 64 px crops (the model's top resolution), the demo's crop scale
   config.model.num_classes = 10
   config.model.resolutions = (64, 48, 32)
   config.model.policy_resolution = 24

@@ -1,15 +1,13 @@
-"""AR-Net (ResNet) on FCVID (paper Table 1/2: 81.3 mAP, 35.12 GFLOPs/V), 239 classes.
+"""ResNet AR-Net on FCVID, 239 classes (paper Table 2: 81.3 mAP, 35.12 GFLOPs/V).
 
-FCVID frames are prepared at 1 fps, as the original did (`prepare --dataset=fcvid`). Paper
-hyper-parameters as configs/activitynet.py (section 4.1).
-
-python -m arnet_jax.main --config=configs/fcvid.py --config.mode=recipe --workdir=DIR
+The same as `--config=configs/arnet.py:dataset=fcvid`;
+runs the whole recipe by default.
 """
+import os
+
 from arnet_jax import defaults
 
 
 def get_config():
-  config = defaults.get_config()
-  config.data = defaults.data_config('fcvid')
-  config.model.num_classes = 239
-  return config
+  path = os.path.join(os.path.dirname(__file__), 'arnet.py')
+  return defaults.load_config(f'{path}:dataset=fcvid')

@@ -1,10 +1,13 @@
-"""AR-Net (EfficientNet) on FCVID (paper Table 1, lower half), 239 classes."""
+"""EfficientNet AR-Net on FCVID, 239 classes.
+
+The same as `--config=configs/arnet.py:dataset=fcvid,backbones=efficientnet`;
+runs the whole recipe by default.
+"""
+import os
+
 from arnet_jax import defaults
 
 
 def get_config():
-  config = defaults.get_config()
-  config.data = defaults.data_config('fcvid')
-  config.model.num_classes = 239
-  config.model.backbones = ('efficientnet_b3', 'efficientnet_b1', 'efficientnet_b0')
-  return config
+  path = os.path.join(os.path.dirname(__file__), 'arnet.py')
+  return defaults.load_config(f'{path}:dataset=fcvid,backbones=efficientnet')

@@ -1,11 +1,13 @@
-"""AR-Net (EfficientNet) on Mini-Kinetics (paper Table 3), 200 classes, chosen by top-1."""
+"""EfficientNet AR-Net on Mini-Kinetics, top-1.
+
+The same as `--config=configs/arnet.py:dataset=mini_kinetics,backbones=efficientnet`;
+runs the whole recipe by default.
+"""
+import os
+
 from arnet_jax import defaults
 
 
 def get_config():
-  config = defaults.get_config()
-  config.data = defaults.data_config('mini_kinetics')
-  config.model.num_classes = 200
-  config.model.backbones = ('efficientnet_b3', 'efficientnet_b1', 'efficientnet_b0')
-  config.train.best_metric = 'top1'
-  return config
+  path = os.path.join(os.path.dirname(__file__), 'arnet.py')
+  return defaults.load_config(f'{path}:dataset=mini_kinetics,backbones=efficientnet')

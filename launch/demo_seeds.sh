@@ -11,13 +11,13 @@ for seed in 0 1 2; do
 done
 python - "$root" <<'PY' | tee "$root/mean.md"
 import json, sys
-from arnet_jax import recipe
+from arnet_jax import registry
 runs = [json.load(open(f'{sys.argv[1]}/seed{s}/results.json')) for s in (0, 1, 2)]
 mean = lambda xs: sum(xs) / len(xs)
 print('| run (mean of 3 seeds) | mAP | GFLOPs/video | % of Uniform | top res.: evidence / other |')
 print('|---|---:|---:|---:|---:|')
 uniform = mean([r['rows']['Uniform']['gflops_per_video'] for r in runs])
-for name, _, _ in recipe.BASELINES:
+for name, _, _ in registry.get('arnet').recipe_rows:
   rows = [r['rows'][name] for r in runs]
   gflops = mean([r['gflops_per_video'] for r in rows])
   print(f'| {name} | {mean([r["mAP"] for r in rows]):.1f} | {gflops:.4f} | '

@@ -61,8 +61,8 @@ def random_variables(model, video, seed=0):
     if name in ('bias', 'mean'):
       return rng.normal(0.0, 0.1, x.shape).astype(np.float32)
     return rng.normal(0.0, int(np.prod(x.shape[:-1])) ** -0.5, x.shape).astype(np.float32)
-  init_rngs = {'params': jax.random.key(0), 'gumbel': jax.random.key(1)}
-  return jax.tree_util.tree_map_with_path(draw, jax.eval_shape(model.init, init_rngs, video))
+  from arnet_jax import models  # pylint: disable=g-import-not-at-top
+  return jax.tree_util.tree_map_with_path(draw, models.abstract_variables(model, video.shape))
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ STEPS = 3
 def equivalence(out_path: str) -> None:
   assert jax.device_count() == 8, jax.devices()
   config = tiny_train_config(data_dir=None)  # joint stage, AR-Net, no dropout; no data read
-  model = train.stage_model(config, bn_axis_name=parallel.BATCH_AXIS)
+  model = train.stage_model(config)
   variables = train.initial_variables(model, config, jnp.zeros((1, 16, 64, 64, 3)))
   tx = train.create_optimizer(config, variables['params'], steps_per_epoch=STEPS)
   state0 = jax.device_get(train.TrainState(  # on the host: each run gets its own copy to donate
@@ -43,9 +43,9 @@ def equivalence(out_path: str) -> None:
   def compiled_step(devices: int):
     """The step on the first `devices` devices, compiled ahead (both compile at once)."""
     mesh = parallel.make_mesh(jax.devices()[:devices])
-    step = train.make_train_step(model, tx, config, gflops, mesh)
+    step = train.make_train_step(model, tx, config, gflops, mesh, steps_per_epoch=STEPS)
     args = (parallel.replicate(mesh, state0), parallel.shard_batch(mesh, batches[0]),
-            jax.random.key(0), jnp.float32(5.0))
+            jax.random.key(0))
     return mesh, step.lower(*args).compile()
 
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -54,8 +54,7 @@ def equivalence(out_path: str) -> None:
   for devices, (mesh, step) in steps.items():
     state, losses = parallel.replicate(mesh, state0), []
     for i, batch in enumerate(batches):
-      state, metrics = step(state, parallel.shard_batch(mesh, batch), jax.random.key(i),
-                            jnp.float32(5.0))
+      state, metrics = step(state, parallel.shard_batch(mesh, batch), jax.random.key(i))
       losses.append(float(metrics['loss']))
     results[devices] = (jax.device_get(state), losses)
   (one, loss_one), (eight, loss_eight) = results[1], results[8]

@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_model_config
 
 from arnet_jax import models
+from arnet_jax.methods import arnet as arnet_method
 from arnet_jax.models import ARNet
 
 B, T, S = 2, 8, 32  # videos, frames, top resolution of the tiny config
@@ -41,8 +42,7 @@ def reference_video_logits(model, variables, video, forced):
       jitted(model, method=lambda m, x, i=i: m.backbone[i](x))(
           variables, models.resize(frames, r)).reshape(*video.shape[:2], -1)
       for i, r in enumerate(space.resolutions)]
-  hidden = jitted(model, method=ARNet.decide)(variables, video, forced=forced).hidden
-  lite = jitted(model, method=lambda m, h: m.policy.lite_logits(h))(variables, hidden)
+  lite = jitted(model, method=ARNet.decide)(variables, video, forced=forced)['lite_logits']
   expected = []
   for b in range(video.shape[0]):
     total, count, remaining = jnp.zeros(model.num_classes), 0, 0
@@ -173,9 +173,9 @@ def test_random_policy_is_uniform_and_seeded_even_at_evaluation():
 
 
 def test_resolution_only_never_skips_and_skip_only_has_one_backbone():
-  space = models.action_space(tiny_model_config(variant='resolution_only'))
+  space = arnet_method.action_space(tiny_model_config(variant='resolution_only'))
   assert space.names == ('resnet50@32', 'resnet34@24', 'resnet18@16', 'policy@16')
-  space = models.action_space(tiny_model_config(variant='skip_only'))
+  space = arnet_method.action_space(tiny_model_config(variant='skip_only'))
   assert space.names == ('resnet50@32', 'skip1', 'skip2', 'skip4')
 
 

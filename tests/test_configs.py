@@ -1,20 +1,16 @@
 """Every experiment config loads, has only known fields, and is consistent with itself."""
 import glob
-import importlib.util
 import os
 
 import pytest
 
-from arnet_jax import defaults, models
+from arnet_jax import defaults, registry
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), '..', 'configs', '*.py')))
 
 
 def load(path):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return defaults.finalize(defaults.load_config(path))  # derived fields filled in
 
 
 def test_the_configs_of_the_paper_and_the_demo_exist():
@@ -27,6 +23,6 @@ def test_the_configs_of_the_paper_and_the_demo_exist():
 def test_config_is_valid_and_its_crop_is_the_models_top_resolution(path):
   config = load(path)
   defaults.validate(config)
-  assert config.data.image_size == models.action_space(config.model).top_resolution
+  assert config.data.image_size == registry.of(config).input_resolution(config.model)
   assert config.model.num_classes == {'activitynet': 200, 'fcvid': 239, 'mini_kinetics': 200,
                                       'demo': 10}[config.data.name]

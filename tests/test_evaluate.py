@@ -7,7 +7,7 @@ import pytest
 from conftest import random_variables, tiny_train_config
 
 from arnet_jax import data as data_lib
-from arnet_jax import evaluate, models, parallel
+from arnet_jax import defaults, evaluate, models, parallel
 from arnet_jax.models import routing
 
 SAME_METRICS = ('mAP', 'mmAP', 'top1', 'top5', 'gflops_per_frame', 'gflops_per_video',
@@ -37,7 +37,7 @@ def arnet_variables(demo_data_dir):
   batches, _ = data_lib.create_split(config.data, config.data.eval_split, batch_size=12,
                                      train=False, num_classes=config.model.num_classes)
   decide = jax.jit(lambda v, video: model.apply(v, video, method=lambda m, x: m.decide(x)))
-  logits = np.asarray(decide(variables, next(iter(batches))['video']).logits)
+  logits = np.asarray(decide(variables, next(iter(batches))['video'])['action_logits'])
   mean, std = logits.mean((0, 1)), logits.std((0, 1))
   head = variables['params']['policy']['action_head']
   head['kernel'], head['bias'] = head['kernel'] / std, (head['bias'] - mean) / std
@@ -150,10 +150,10 @@ def test_every_variant_evaluates_the_same_under_either_routing(demo_data_dir, ar
 def test_an_unknown_routing_is_rejected_with_the_choices(demo_data_dir):
   config = eval_config(demo_data_dir, routing_name='dense')
   with pytest.raises(ValueError, match=r"eval.routing must be one of \('sparse', 'masked'\)"):
-    evaluate.Evaluator(models.create_model(config.model), config, parallel.make_mesh())
+    defaults.validate(config)  # before anything runs
 
 
 def test_an_unknown_bucket_policy_names_the_choices(demo_data_dir):
   config = eval_config(demo_data_dir, buckets='fixed')
   with pytest.raises(ValueError, match='eval.buckets.*binary'):
-    evaluate.Evaluator(models.create_model(config.model), config, parallel.make_mesh())
+    defaults.validate(config)  # before anything runs

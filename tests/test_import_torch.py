@@ -496,8 +496,7 @@ def test_imagenet_checkpoints_initialise_the_backbones_and_the_policy_for_traini
                       lstm_hidden=16, num_classes=5)
   config.stage = 'warmup'
   model = train.stage_model(config)
-  shapes = jax.eval_shape(lambda: model.init(
-      {'params': jax.random.key(0), 'gumbel': jax.random.key(1)}, jnp.zeros((1, 2, 32, 32, 3))))
+  shapes = models.abstract_variables(model, (1, 2, 32, 32, 3))
   fresh = {k: jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes[k])  # as initialised
            for k in ('params', 'batch_stats')}
   variables = train.load_features(fresh, paths['resnet18'], 'backbone_0')

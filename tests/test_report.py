@@ -1,6 +1,5 @@
 """The report figures: which runs are found, what is plotted (the evaluation JSON's numbers), the
 PNGs' sizes, and the policy strips showing each frame as its backbone saw it."""
-import importlib.util
 import json
 import os
 import sys
@@ -11,7 +10,8 @@ from absl import flags
 from PIL import Image
 
 from arnet_jax import data as data_lib
-from arnet_jax import metrics, models, train
+from arnet_jax import defaults, metrics, registry
+from arnet_jax.methods import arnet as arnet_method
 from arnet_jax.tools import charts, policy_strips, report
 
 NAMES = ('resnet50@64', 'resnet34@48', 'resnet18@32', 'policy@24', 'skip1', 'skip2', 'skip4')
@@ -20,14 +20,11 @@ T = 16
 
 def demo_config(data_dir):
   path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'demo.py')
-  spec = importlib.util.spec_from_file_location('demo_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = defaults.load_config(path)
   config.data.data_dir = data_dir
   config.data.builder_config = 'tiny'
   config.model.num_classes = 4
-  return config
+  return defaults.finalize(config)
 
 
 def one_hot(sequence):
@@ -274,7 +271,7 @@ def test_actions_are_ordered_by_resolution_then_skip_length():
 
 
 def test_action_names_match_the_model_action_space(recipe_dir):
-  assert models.action_space(recipe_dir[1].model).names == NAMES
+  assert arnet_method.action_space(recipe_dir[1].model).names == NAMES
 
 
 def test_a_failing_report_is_a_warning_not_an_error(tmp_path, recipe_dir):
@@ -295,9 +292,12 @@ def test_without_predictions_the_charts_are_still_written(tmp_path):
   assert sorted(os.listdir(tmp_path / 'report')) == ['action_usage.png', 'gflops_map.png']
 
 
-def test_run_folders_name_the_model_variants():
-  assert report.VARIANTS == models.VARIANTS
-  assert report.STAGES == train.STAGES
+def test_run_folders_name_the_model_variants(tmp_path):
+  for name in registry.names():
+    assert report.Run('', str(tmp_path / 'baselines' / name / 'eval'), {}).variant == name
+  assert report.Run('', str(tmp_path / 'baselines' / 'unknown' / 'eval'), {}).variant is None
+  stages = report._stage_names()  # pylint: disable=protected-access
+  assert stages == registry.get('arnet').stage_names
   run = report.Run('x', os.path.join('w', 'baselines', 'random', 'eval'), {})
   assert run.variant == 'random'
   assert report.Run('x', os.path.join('w', 'random', 'eval'), {}).variant is None

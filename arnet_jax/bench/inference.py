@@ -33,7 +33,6 @@ backend (CPU, GPU, TPU) is measured the same way; `--dtype=bfloat16` runs the ne
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import statistics
@@ -44,8 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arnet_jax import defaults, flops, models
-from arnet_jax.models import routing
+from arnet_jax import defaults, flops, models, registry
+from arnet_jax.models import kernels, routing
 
 PAPER_USAGE = (0.43, 0.10, 0.10, 0.07, 0.30)  # ActivityNet AR-Net (paper Fig. 4): 2.09 GFLOPs/f
 PAPER_GFLOPS_PER_FRAME = 2.09
@@ -56,18 +55,7 @@ CPU_POLICY_CHUNK = 8  # policy CNN frames per call on a CPU: ~1.6x faster than 3
 
 
 def load_config(path: str | None):
-  if path is None:
-    return defaults.get_config()
-  spec = importlib.util.spec_from_file_location('bench_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def with_variant(model_config, variant: str):
-  config = model_config.copy_and_resolve_references()
-  config.variant = variant
-  return config
+  return defaults.get_config() if path is None else defaults.load_config(path)
 
 
 def frame_counts(shares: np.ndarray, total: int) -> np.ndarray:
@@ -122,13 +110,14 @@ class Setup:
 
   def __init__(self, args: argparse.Namespace):
     config = load_config(args.config)
+    kernels.select(config.model.kernels)
     self.config = mc = config.model
     mc.dtype = args.dtype
     self.t, self.b = config.data.num_frames, args.batch_size
     self.size = max(*mc.resolutions, mc.policy_resolution)
     self.arnet = models.create_model(mc)
-    self.uniform = models.create_model(with_variant(mc, 'uniform'))
-    self.multiscale = models.create_model(with_variant(mc, 'multiscale'))
+    self.uniform = models.create_model(registry.with_variant(mc, 'uniform'))
+    self.multiscale = models.create_model(registry.with_variant(mc, 'multiscale'))
     self.space = self.arnet.action_space
     start = time.perf_counter()
     self.variables = jax.block_until_ready(jax.jit(self.arnet.init)(
@@ -186,8 +175,10 @@ def run(args: argparse.Namespace) -> dict:
   modes['arnet_masked_jit'] = lambda: masked_jit(s.variables, video, forced)
   n = b * t
   for k, (backbone, res) in enumerate(zip(space.backbones, space.resolutions)):
-    fn = jax.jit(lambda v, x, k=k: s.arnet.apply(v, x, method=lambda m, x: m.backbone[k](x)))
-    frames = jax.random.normal(jax.random.key(k), (n, res, res, 3))
+    fn = jax.jit(lambda v, x, k=k: s.arnet.apply(  # backbone k alone, on frames at its size
+        v, k, x, jnp.zeros((n, space.num_resolution_actions, s.config.num_classes)),
+        method=models.ARNet.classify))
+    frames = jax.random.normal(jax.random.key(k), (n, 1, res, res, 3))
     sub = routing.module_variables(s.variables, f'backbone_{k}')
     modes[f'{backbone}@{res}'] = lambda fn=fn, sub=sub, frames=frames: fn(sub, frames)
 
@@ -203,8 +194,9 @@ def run(args: argparse.Namespace) -> dict:
   actions = np.asarray(outputs['arnet_sparse']['actions'])
   table = flops.cost_table(s.config)
   arnet_gflops = float(flops.decision_gflops(actions, table)['per_video'].mean())
-  uniform_gflops = t * flops.cost_table(with_variant(s.config, 'uniform')).action_gflops[0]
-  ms_table = flops.cost_table(with_variant(s.config, 'multiscale'))
+  uniform_table = flops.cost_table(registry.with_variant(s.config, 'uniform'))
+  uniform_gflops = t * uniform_table.action_gflops[0]
+  ms_table = flops.cost_table(registry.with_variant(s.config, 'multiscale'))
   multiscale_gflops = t * (sum(ms_table.action_gflops) + ms_table.policy_gflops)
   k, r = len(space.backbones), space.num_resolution_actions
   slots = np.add(stats.routed, stats.padded) / (calls * b)  # bucket slots per video

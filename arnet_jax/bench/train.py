@@ -5,7 +5,7 @@
 
 Times the joint-stage train step exactly as training runs it (`train.make_train_step`: masked
 compute, i.e. every frame through every backbone and the policy, the Gumbel-Softmax policy
-losses, SGD; `jax.shard_map` under `jax.jit` over all local devices) on synthetic data already
+losses, SGD; `jax.jit` over the batch sharded on all local devices) on synthetic data already
 on the devices, so the input pipeline is not measured (see `arnet_jax.bench.input`). Any
 backend: CPU, GPU or TPU.
 
@@ -28,7 +28,6 @@ whether XLA uses TF32 tensor cores.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -39,7 +38,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from arnet_jax import defaults, flops, models, parallel, train
+from arnet_jax import defaults, flops, parallel, train
+from arnet_jax.methods import arnet as arnet_method
+from arnet_jax.models import kernels
 
 MODELS = ('paper', 'demo')
 DTYPES = ('bfloat16', 'float32')
@@ -72,17 +73,14 @@ def model_config(name: str, dtype: str, num_frames: int) -> ml_collections.Confi
     if not os.path.exists(path):
       raise FileNotFoundError(f'{path} not found: the demo model is configs/demo.py of a source '
                               'checkout (pip install -e .).')
-    spec = importlib.util.spec_from_file_location('demo_config', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = defaults.load_config(path)
   else:
     raise ValueError(f'Unknown model {name!r}; choose from {MODELS}.')
   config.stage, config.mode = 'joint', 'train'
   config.model.dtype = dtype
   config.data.dtype = dtype
   config.data.num_frames = num_frames
-  return config
+  return defaults.finalize(config)  # the crop size: the model's top resolution
 
 
 def known_peak(device_kind: str, dtype: str) -> float | None:
@@ -94,7 +92,7 @@ def known_peak(device_kind: str, dtype: str) -> float | None:
 def model_flops_per_video(config: ml_collections.ConfigDict) -> float:
   """6 x forward multiply-accumulates of a video in masked compute (see the module docstring)."""
   table = flops.cost_table(config.model, convention='macs')
-  space = models.action_space(config.model)
+  space = arnet_method.action_space(config.model)
   resolutions = len(space.resolutions)
   per_frame = sum(table.action_gflops[:resolutions]) + table.policy_gflops
   if space.policy_action:  # the policy's own classifier head
@@ -121,12 +119,13 @@ def benchmark(name: str, dtype: str, batch_per_device: int, num_frames: int, ste
     raise ValueError('batch_per_device, num_frames and steps must be >= 1, warmup_steps >= 0; '
                      f'got {batch_per_device}, {num_frames}, {steps}, {warmup_steps}.')
   config = model_config(name, dtype, num_frames)
+  kernels.select(config.model.kernels)
   devices = jax.local_devices()
   mesh = parallel.make_mesh(devices)
   size = config.data.image_size
   global_batch = batch_per_device * len(devices)
 
-  model = train.stage_model(config, bn_axis_name=parallel.BATCH_AXIS)
+  model = train.stage_model(config)
   example = jnp.zeros((1, num_frames, size, size, 3), jnp.float32)
   variables = train.initial_variables(model, config, example)
   tx = train.create_optimizer(config, variables['params'], steps_per_epoch=1000)
@@ -134,23 +133,22 @@ def benchmark(name: str, dtype: str, batch_per_device: int, num_frames: int, ste
       step=jnp.zeros((), jnp.int32), params=variables['params'],
       batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params'])))
   gflops_table = np.asarray(flops.cost_table(config.model).action_gflops)
-  step = train.make_train_step(model, tx, config, gflops_table, mesh)
+  step = train.make_train_step(model, tx, config, gflops_table, mesh, steps_per_epoch=1000)
 
   rng = np.random.default_rng(0)
   batch = parallel.shard_batch(mesh, {
       'video': rng.normal(size=(global_batch, num_frames, size, size, 3)).astype(dtype),
       'label': rng.integers(0, config.model.num_classes, global_batch, dtype=np.int32)})
-  tau = jnp.float32(config.train.tau0)
 
   start = time.perf_counter()
-  compiled = step.lower(state, batch, jax.random.key(0), tau).compile()
+  compiled = step.lower(state, batch, jax.random.key(0)).compile()
   compile_s = time.perf_counter() - start
   for i in range(warmup_steps):
-    state, metrics = compiled(state, batch, jax.random.key(i), tau)
+    state, metrics = compiled(state, batch, jax.random.key(i))
   jax.block_until_ready(state)
   start = time.perf_counter()
   for i in range(steps):
-    state, metrics = compiled(state, batch, jax.random.key(warmup_steps + i), tau)
+    state, metrics = compiled(state, batch, jax.random.key(warmup_steps + i))
   jax.block_until_ready((state, metrics))
   step_s = (time.perf_counter() - start) / steps
   loss = float(metrics['loss'])

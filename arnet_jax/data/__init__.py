@@ -18,6 +18,7 @@ from arnet_jax.data.pipeline import eval_steps
 from arnet_jax.data.pipeline import get_builder
 from arnet_jax.data.pipeline import split_video_ids
 from arnet_jax.data.pipeline import steps_per_epoch
+from arnet_jax.data.pipeline import with_dataset_classes
 from arnet_jax.data.sampling import eval_indices_np
 from arnet_jax.data.sampling import train_indices_np
 from arnet_jax.data.transforms import IMAGENET_MEAN

@@ -151,13 +151,24 @@ def _absolute_index(tfds_id: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
 
 
 def _check_batch_size(batch_size: int) -> None:
-  import jax  # pylint: disable=g-import-not-at-top  (only for the device count)
-  devices = jax.local_device_count()
-  if batch_size < 1 or batch_size % devices:
-    raise ValueError(
-        f'The per-process batch size {batch_size} must be a positive multiple of the '
-        f'{devices} local devices, so each device gets the same share. Use e.g. '
-        f'{max(1, round(batch_size / devices)) * devices}.')
+  from arnet_jax import parallel  # pylint: disable=g-import-not-at-top  (JAX, for the devices)
+  parallel.check_process_batch_size(batch_size)
+
+
+def with_dataset_classes(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with `model.num_classes` read from the prepared dataset where it is unset; a
+  config that sets it to another number than the dataset has is an error naming both."""
+  info = get_builder(config.data).info
+  classes = len(info.features['label'].names)
+  given = config.model.num_classes
+  if given is not None and given != classes:
+    raise ValueError(f'model.num_classes={given} but the prepared dataset {info.name} '
+                     f'({config.data.data_dir or "the TFDS default data_dir"}) has {classes} '
+                     f'classes: set model.num_classes={classes} (or None, to read it from the '
+                     'dataset), or point data.data_dir/builder_config at the dataset you meant.')
+  config = config.copy_and_resolve_references()
+  config.model.num_classes = classes
+  return config
 
 
 def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_size: int,

@@ -3,11 +3,13 @@
 Shape letters: B videos, T frames, H x W the top-resolution input, A actions, R resolution actions
 (the backbones, then the policy's own head when it is an action), C classes.
 
-Masked compute (training and the reference evaluation): every frame goes through every backbone at
-that backbone's resolution (resized from the top-resolution input); the per-frame one-hot action
-selects which logits count. Video logits = sum of processed frames' logits / max(1, #processed).
-All shapes are static, so the whole forward pass is one `jit`. `arnet_jax.models.routing` runs the
-same parameters sparsely at inference.
+One forward, in steps the sparse router reuses: `decide` (the policy alone) -> `classify` per
+backbone, on the frames a dispatcher (`arnet_jax.models.dispatch`) gives it -> `combine`.
+Masked compute (training and the reference evaluation, the dense dispatcher): every frame goes
+through every backbone at that backbone's resolution (resized from the top-resolution input); the
+per-frame one-hot action selects which logits count. Video logits = sum of processed frames'
+logits / max(1, #processed). All shapes are static, so the whole forward pass is one `jit`.
+`arnet_jax.models.routing` runs the same steps with bucket dispatchers at inference.
 
 Policy modes (the paper's baselines are configurations of this one module):
 - 'learned': AR-Net; Gumbel-Softmax in training, argmax at evaluation.
@@ -19,14 +21,15 @@ Policy modes (the paper's baselines are configurations of this one module):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
 
+import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from arnet_jax.models import backbones, policy as policy_lib
+from arnet_jax.models import backbones, dispatch, policy as policy_lib
 
 POLICY_MODES = ('learned', 'random', 'none', 'all')
 RESIZE_METHODS = ('nearest', 'bilinear')
@@ -112,7 +115,6 @@ class ARNet(nn.Module):
   dropout_rate: float = 0.5
   resize_method: str = 'nearest'
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   def setup(self):
     if self.policy_mode not in POLICY_MODES:
@@ -122,7 +124,7 @@ class ARNet(nn.Module):
       raise ValueError("policy_mode='none' runs action 0 on every frame; it needs an action "
                        f'space of exactly one action, got {space.names}.')
     kw = dict(width_multiplier=self.width_multiplier, depth_multiplier=self.depth_multiplier,
-              dtype=self.dtype, bn_axis_name=self.bn_axis_name)
+              dtype=self.dtype)
     self.backbone = [backbones.Classifier(backbones.create_backbone(name, **kw),
                                           self.num_classes, self.dropout_rate)
                      for name in space.backbones]
@@ -138,28 +140,50 @@ class ARNet(nn.Module):
       return self.action_space.policy_action
     return self.policy_mode != 'none'
 
+  @property
+  def runs_every_action(self) -> bool:
+    """Whether every frame goes through every resolution action (Multi-Scale, Uniform)."""
+    return self.policy_mode in ('all', 'none')
+
+  @property
+  def needs_rng(self) -> bool:
+    """Whether evaluation draws actions (the Random baseline: the 'gumbel' rng stream)."""
+    return self.policy_mode == 'random'
+
   def policy_frames(self, video: jax.Array) -> jax.Array:
     """`[B, T, H, W, 3]` -> `[B, T, r, r, 3]` at the policy's resolution."""
-    b, t = video.shape[:2]
-    r = self.action_space.policy_resolution
-    return resize(video.reshape(b * t, *video.shape[2:]), r, self.resize_method).reshape(
-        b, t, r, r, -1)
+    frames = resize(einops.rearrange(video, 'b t h w c -> (b t) h w c'),
+                    self.action_space.policy_resolution, self.resize_method)
+    return einops.rearrange(frames, '(b t) h w c -> b t h w c', b=video.shape[0])
+
+  def embed_policy(self, frames: jax.Array) -> jax.Array:
+    """`[N, r, r, 3]` frames at the policy resolution -> `[N, F]` policy CNN features (eval)."""
+    return self.policy.features(frames, False)
 
   def decide(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
              forced: jax.Array | None = None, noise: jax.Array | None = None,
-             features: jax.Array | None = None) -> policy_lib.PolicyTrace:
-    """Runs only the policy: `[B, T, H, W, 3]` -> PolicyTrace.
+             features: jax.Array | None = None) -> dict:
+    """Every frame's actions, from the policy alone: `[B, T, H, W, 3]` -> decisions.
 
     Decisions depend only on the policy network, which is what lets sparse inference decide
-    first and run the backbones afterwards. `noise` (`[B, T, A]` standard Gumbel) replaces the
-    'gumbel' rng stream; data-parallel training draws it for the global batch so that the
-    samples do not depend on the number of devices. `features` (`[B, T, F]`, the policy CNN's
-    on `policy_frames(video)`) skips the CNN: sparse inference runs it in chunks of frames.
+    first and run the backbones afterwards. `forced` (`[B, T]` int) replaces the policy's
+    choices at decision steps; `noise` (`[B, T, A]` standard Gumbel) replaces the 'gumbel' rng
+    stream; `features` (`[B, T, F]`, `embed_policy` of `policy_frames(video)`) skips the CNN.
+
+    Returns actions `[B, T, A]` (in effect per frame), decided `[B, T]`, action_logits
+    `[B, T, A]`, and lite_logits `[B, T, C]` where the policy's own head is an action.
     """
     b, t = video.shape[:2]
-    a = self.action_space.num_actions
+    space = self.action_space
+    a, r = space.num_actions, space.num_resolution_actions
+    every_action = jnp.zeros((b, t, a)).at[..., :r].set(1.0)
+    if not self.uses_policy:  # every frame takes every resolution action
+      return dict(actions=every_action, decided=jnp.ones((b, t), bool),
+                  action_logits=jnp.zeros((b, t, a)))
     if self.policy_mode == 'all':
       sampling = 'argmax'
+      if forced is None:  # no skip is taken: the LSTM reads every frame, as the lite head does
+        forced = jnp.zeros((b, t), jnp.int32)
     elif self.policy_mode == 'random':
       sampling = 'uniform'
     else:
@@ -171,16 +195,54 @@ class ARNet(nn.Module):
     if features is None:
       features = self.policy.embed(self.policy_frames(video), train)
     trace = self.policy.decide(features, sampling=sampling, noise=noise, tau=tau, forced=forced)
+    decisions = dict(actions=trace.actions, decided=trace.decided, action_logits=trace.logits)
     if self.policy_mode == 'all':  # skip actions, if any, are never taken
-      r = self.action_space.num_resolution_actions
-      actions = jnp.zeros((b, t, a)).at[..., :r].set(1.0)
-      trace = trace._replace(actions=actions, decided=jnp.ones((b, t), bool))
-    return trace
+      decisions.update(actions=every_action, decided=jnp.ones((b, t), bool))
+    if space.policy_action:
+      decisions['lite_logits'] = self.policy.lite_logits(trace.hidden)
+    return decisions
+
+  def routed(self, decisions: dict) -> jax.Array:
+    """`[K, N]` bool: frame n goes through backbone k (`routed_frames` of the actions)."""
+    return routed_frames(decisions['actions'], len(self.action_space.backbones))
+
+  def initial_logits(self, decisions: dict) -> jax.Array:
+    """`[N, R, C]` resolution logits before any backbone ran: zeros, and the policy head's
+    logits in its column (it costs H x C multiply-adds per frame, computed on every frame)."""
+    b, t = decisions['actions'].shape[:2]
+    r = self.action_space.num_resolution_actions
+    logits = jnp.zeros((b * t, r, self.num_classes), jnp.float32)
+    if 'lite_logits' in decisions:
+      logits = logits.at[:, r - 1].set(einops.rearrange(decisions['lite_logits'],
+                                                        'b t c -> (b t) c'))
+    return logits
+
+  def classify(self, k: int, video: jax.Array, resolution_logits: jax.Array,
+               dispatcher=dispatch.Dense(), train: bool = False) -> jax.Array:
+    """Backbone k on the frames `dispatcher` gives it, at its resolution; its logits written
+    into column k of `resolution_logits` `[N, R, C]`."""
+    frames = dispatcher.dispatch(einops.rearrange(video, 'b t h w c -> (b t) h w c'))
+    x = resize(frames, self.action_space.resolutions[k], self.resize_method)
+    return dispatcher.combine(self.backbone[k](x, train), resolution_logits, k)
+
+  def combine(self, resolution_logits: jax.Array, decisions: dict,
+              valid: jax.Array | None = None) -> dict:
+    """Decisions and resolution logits `[N, R, C]` -> the forward's output (see `__call__`).
+
+    `valid` (`[B]` bool): videos with False (evaluation padding) count no frame.
+    """
+    actions = decisions['actions']
+    if valid is not None:
+      actions = actions * valid[:, None, None].astype(actions.dtype)
+    resolution_logits = einops.rearrange(resolution_logits, '(b t) r c -> b t r c',
+                                         b=actions.shape[0])
+    out = {k: v for k, v in decisions.items() if k != 'lite_logits'}
+    return aggregate(resolution_logits, actions) | out | dict(resolution_logits=resolution_logits)
 
   def __call__(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
                forced: jax.Array | None = None, noise: jax.Array | None = None,
-               policy_train: bool | None = None) -> dict:
-    """Masked-compute forward pass.
+               policy_train: bool | None = None, dispatcher=dispatch.Dense()) -> dict:
+    """The forward pass: decide, dispatch every backbone's frames, combine.
 
     Args:
       video: `[B, T, H, W, 3]` at the top resolution.
@@ -190,32 +252,31 @@ class ARNet(nn.Module):
       noise: optional `[B, T, A]` Gumbel noise (see `decide`).
       policy_train: train flag of the policy network alone (False freezes its batch-norm
         statistics for fine-tuning); defaults to `train`.
+      dispatcher: which frames each backbone reads; `dispatch.Dense()` (masked compute: every
+        frame through every backbone, the decisions select) is training's. Sparse inference
+        (`arnet_jax.models.routing`) runs the same steps with `dispatch.Bucket`s.
 
     Returns a dict:
       logits `[B, C]` video logits; frame_logits `[B, T, C]` the selected logits of each frame
       (zero where skipped); actions `[B, T, A]`; decided `[B, T]`; processed `[B, T]` how many
       resolution actions each frame used; action_logits `[B, T, A]`; resolution_logits
-      `[B, T, R, C]` every resolution action's logits on every frame.
+      `[B, T, R, C]` every resolution action's logits on every frame (dense dispatch).
     """
-    b, t = video.shape[:2]
-    space = self.action_space
-    frames = video.reshape(b * t, *video.shape[2:])
-    logits = [net(resize(frames, r, self.resize_method), train).reshape(b, t, -1)
-              for net, r in zip(self.backbone, space.resolutions)]
-    if self.uses_policy:
-      trace = self.decide(video, train=train if policy_train is None else policy_train, tau=tau,
-                          forced=forced, noise=noise)
-      if space.policy_action:
-        logits.append(self.policy.lite_logits(trace.hidden))
-      actions, decided, action_logits = trace.actions, trace.decided, trace.logits
-    else:  # no policy network: every frame takes every resolution action
-      actions = jnp.zeros((b, t, space.num_actions)).at[..., :space.num_resolution_actions].set(1)
-      decided = jnp.ones((b, t), bool)
-      action_logits = jnp.zeros((b, t, space.num_actions))
-    resolution_logits = jnp.stack(logits, axis=2)
-    return aggregate(resolution_logits, actions) | dict(
-        actions=actions, decided=decided, action_logits=action_logits,
-        resolution_logits=resolution_logits)
+    decisions = self.decide(video, train=train if policy_train is None else policy_train,
+                            tau=tau, forced=forced, noise=noise)
+    logits = self.initial_logits(decisions)
+    for k in range(len(self.backbone)):
+      logits = self.classify(k, video, logits, dispatcher, train)
+    return self.combine(logits, decisions)
+
+
+def routed_frames(actions: jax.Array, num_backbones: int) -> jax.Array:
+  """`[B, T, A]` actions in effect -> `[K, N]` bool: frame n goes through backbone k.
+
+  Multi-Scale and Uniform set several (or the only) resolution actions on every frame, so a frame
+  may go to several backbones; skipped frames and the policy-head action go to none.
+  """
+  return einops.rearrange(actions[..., :num_backbones] > 0, 'b t k -> k (b t)')
 
 
 def aggregate(resolution_logits: jax.Array, actions: jax.Array) -> dict:
@@ -249,17 +310,17 @@ class LSTMBaseline(nn.Module):
   dropout_rate: float = 0.5
   resize_method: str = 'nearest'
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, video: jax.Array, *, train: bool = False, **unused) -> dict:
     b, t = video.shape[:2]
     net = backbones.create_backbone(
         self.backbone_name, width_multiplier=self.width_multiplier,
-        depth_multiplier=self.depth_multiplier, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+        depth_multiplier=self.depth_multiplier, dtype=self.dtype,
         name='backbone')
-    frames = resize(video.reshape(b * t, *video.shape[2:]), self.resolution, self.resize_method)
-    features = net(frames, train).reshape(b, t, -1)
+    frames = resize(einops.rearrange(video, 'b t h w c -> (b t) h w c'), self.resolution,
+                    self.resize_method)
+    features = einops.rearrange(net(frames, train), '(b t) f -> b t f', b=b)
     init = policy_lib.lstm_uniform_init(self.lstm_hidden)
     gates = nn.Dense(4 * self.lstm_hidden, kernel_init=init, bias_init=init,
                      name='lstm_ih')(features)
@@ -268,7 +329,7 @@ class LSTMBaseline(nn.Module):
     def step(carry, g):
       carry = policy_lib.lstm_step(carry, g, hh)
       return carry, carry[1]
-    zeros = jnp.broadcast_to(jnp.zeros_like(gates[:, 0, :1]), (b, self.lstm_hidden))
+    zeros = jnp.zeros((b, self.lstm_hidden), gates.dtype)
     _, hidden = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(gates, 0, 1))
     hidden = nn.Dropout(self.dropout_rate)(jnp.swapaxes(hidden, 0, 1), deterministic=not train)
     frame_logits = nn.Dense(self.num_classes, kernel_init=backbones.head_init, name='head')(hidden)

@@ -20,14 +20,13 @@ head_init = layers.normal_init(0.001)
 
 
 def create_backbone(arch: str, *, width_multiplier: float = 1.0, depth_multiplier: float = 1.0,
-                    dtype: Any = jnp.float32, bn_axis_name: str | None = None,
-                    **module_kwargs) -> nn.Module:
+                    dtype: Any = jnp.float32, **module_kwargs) -> nn.Module:
   """A feature extractor `[N, H, W, 3] -> [N, F]` by architecture name (see `BACKBONES`).
 
   `module_kwargs` (e.g. `name`) go to the Flax module.
   """
   kw = dict(width_multiplier=width_multiplier, depth_multiplier=depth_multiplier, dtype=dtype,
-            bn_axis_name=bn_axis_name, **module_kwargs)
+            **module_kwargs)
   if arch in resnet.ARCHITECTURES:
     return resnet.resnet(arch, **kw)
   if arch == 'mobilenet_v2':

@@ -67,11 +67,10 @@ class MBConvBlock(nn.Module):
   native_size: int
   drop_connect_rate: float
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    bn = lambda name: layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name,
+    bn = lambda name: layers.batch_norm(train, dtype=self.dtype,
                                         momentum=BN_MOMENTUM, epsilon=BN_EPS, name=name)
     in_features = x.shape[-1]
     hidden = in_features * self.expand_ratio
@@ -104,7 +103,6 @@ class EfficientNet(nn.Module):
   native_size: int = 224
   drop_connect_rate: float = DROP_CONNECT_RATE
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @property
   def num_features(self) -> int:
@@ -112,7 +110,7 @@ class EfficientNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    bn = lambda name: layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name,
+    bn = lambda name: layers.batch_norm(train, dtype=self.dtype,
                                         momentum=BN_MOMENTUM, epsilon=BN_EPS, name=name)
     size = self.native_size
     pad = layers.same_padding(size, 3, 2)
@@ -126,7 +124,7 @@ class EfficientNet(nn.Module):
         specs.append((k, s if i == 0 else 1, e, round_filters(out, self.width)))
     for index, (k, s, e, out) in enumerate(specs):
       x = MBConvBlock(k, s, e, out, size, self.drop_connect_rate * index / len(specs),
-                      dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+                      dtype=self.dtype,
                       name=f'blocks_{index}')(x, train)
       size = -(-size // s)
     x = layers.conv(self.num_features, 1, dtype=self.dtype, name='conv_head')(x)
@@ -135,9 +133,8 @@ class EfficientNet(nn.Module):
 
 
 def efficientnet(arch: str, *, width_multiplier: float = 1.0, depth_multiplier: float = 1.0,
-                 dtype: Any = jnp.float32, bn_axis_name: str | None = None,
-                 **kwargs) -> EfficientNet:
+                 dtype: Any = jnp.float32, **kwargs) -> EfficientNet:
   """EfficientNet-Bn by name; the multipliers scale its own width/depth coefficients."""
   width, depth, native, _ = PARAMS[arch]
   return EfficientNet(width * width_multiplier, depth * depth_multiplier, native, dtype=dtype,
-                      bn_axis_name=bn_axis_name, **kwargs)
+                      **kwargs)

@@ -45,7 +45,6 @@ class ConvBNReLU(nn.Module):
   strides: int = 1
   depthwise: bool = False
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -54,7 +53,7 @@ class ConvBNReLU(nn.Module):
     else:
       x = layers.conv(self.features, self.kernel_size, strides=self.strides, dtype=self.dtype,
                       name='conv')(x)
-    x = layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name, name='bn')(x)
+    x = layers.batch_norm(train, dtype=self.dtype, name='bn')(x)
     return layers.relu6(x)
 
 
@@ -63,20 +62,19 @@ class InvertedResidual(nn.Module):
   strides: int
   expand_ratio: int
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     in_features = x.shape[-1]
     hidden = int(round(in_features * self.expand_ratio))
-    kw = dict(dtype=self.dtype, bn_axis_name=self.bn_axis_name)
+    kw = dict(dtype=self.dtype)
     y, j = x, 0
     if self.expand_ratio != 1:
       y = ConvBNReLU(hidden, 1, name='conv_0', **kw)(y, train)
       j = 1
     y = ConvBNReLU(hidden, 3, self.strides, depthwise=True, name=f'conv_{j}', **kw)(y, train)
     y = layers.conv(self.features, 1, dtype=self.dtype, name=f'conv_{j + 1}')(y)
-    y = layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name,
+    y = layers.batch_norm(train, dtype=self.dtype,
                           name=f'conv_{j + 2}')(y)
     if self.strides == 1 and in_features == self.features:
       y = x + y
@@ -90,7 +88,6 @@ class MobileNetV2(nn.Module):
   last_channel: int | None = None  # torchvision: 1280 * max(1, width)
   setting: Sequence[Sequence[int]] = INVERTED_RESIDUAL_SETTING
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @property
   def num_features(self) -> int:
@@ -98,7 +95,7 @@ class MobileNetV2(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    kw = dict(dtype=self.dtype, bn_axis_name=self.bn_axis_name)
+    kw = dict(dtype=self.dtype)
     x = ConvBNReLU(make_divisible(32 * self.width_multiplier), 3, 2, name='features_0',
                    **kw)(x, train)
     index = 1
@@ -113,9 +110,8 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet_v2(*, width_multiplier: float = 1.0, depth_multiplier: float = 1.0,
-                 dtype: Any = jnp.float32, bn_axis_name: str | None = None,
+                 dtype: Any = jnp.float32,
                  **kwargs) -> MobileNetV2:
   """torchvision's MobileNetV2 at width 1; thinner widths also thin the last layer."""
   last = None if width_multiplier >= 1 else make_divisible(1280 * width_multiplier)
-  return MobileNetV2(width_multiplier, depth_multiplier, last, dtype=dtype,
-                     bn_axis_name=bn_axis_name, **kwargs)
+  return MobileNetV2(width_multiplier, depth_multiplier, last, dtype=dtype, **kwargs)

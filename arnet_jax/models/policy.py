@@ -123,11 +123,8 @@ def scan_policy(input_gates: jax.Array, hh_kernel: jax.Array, head_kernel: jax.A
     remaining = jnp.maximum(jnp.where(covered, remaining, skip_len[chosen]) - 1, 0)
     return (c_out, h_out, remaining, action), (action, ~covered, logits, h_out, c_out)
 
-  # The initial state is derived from the inputs so that, under shard_map, it varies across
-  # devices as the loop's later states do.
-  zero = jnp.zeros_like(input_gates[:, 0, :1], jnp.float32)
-  init = (jnp.broadcast_to(zero, (b, hidden_size)), jnp.broadcast_to(zero, (b, hidden_size)),
-          zero[:, 0].astype(jnp.int32), jnp.broadcast_to(zero, (b, num_actions)))
+  init = (jnp.zeros((b, hidden_size)), jnp.zeros((b, hidden_size)), jnp.zeros((b,), jnp.int32),
+          jnp.zeros((b, num_actions)))
   _, ys = jax.lax.scan(step, init, xs)
   return PolicyTrace(*(jnp.swapaxes(y, 0, 1) for y in ys))
 
@@ -152,12 +149,11 @@ class PolicyNetwork(nn.Module):
   width_multiplier: float = 1.0
   depth_multiplier: float = 1.0
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   def setup(self):
     self.features = backbones.create_backbone(
         self.backbone, width_multiplier=self.width_multiplier,
-        depth_multiplier=self.depth_multiplier, dtype=self.dtype, bn_axis_name=self.bn_axis_name)
+        depth_multiplier=self.depth_multiplier, dtype=self.dtype)
     init = lstm_uniform_init(self.hidden_size)
     self.lstm_ih = nn.Dense(4 * self.hidden_size, kernel_init=init, bias_init=init)
     self.lstm_hh = self.param('lstm_hh', init, (self.hidden_size, 4 * self.hidden_size))

@@ -29,12 +29,11 @@ class BasicBlock(nn.Module):
   strides: int
   downsample: bool
   dtype: Any
-  bn_axis_name: str | None
   expansion = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    bn = lambda name: layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name,
+    bn = lambda name: layers.batch_norm(train, dtype=self.dtype,
                                         name=name)
     y = layers.conv(self.features, 3, strides=self.strides, dtype=self.dtype, name='conv1')(x)
     y = nn.relu(bn('bn1')(y))
@@ -53,12 +52,11 @@ class Bottleneck(nn.Module):
   strides: int
   downsample: bool
   dtype: Any
-  bn_axis_name: str | None
   expansion = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    bn = lambda name: layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name,
+    bn = lambda name: layers.batch_norm(train, dtype=self.dtype,
                                         name=name)
     y = layers.conv(self.features, 1, dtype=self.dtype, name='conv1')(x)
     y = nn.relu(bn('bn1')(y))
@@ -79,7 +77,6 @@ class ResNet(nn.Module):
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   base_width: int = 64
   dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @property
   def num_features(self) -> int:
@@ -89,7 +86,7 @@ class ResNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     block_cls = {'basic': BasicBlock, 'bottleneck': Bottleneck}[self.block]
     x = layers.conv(self.base_width, 7, strides=2, dtype=self.dtype, name='conv1')(x)
-    x = layers.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name, name='bn1')(x)
+    x = layers.batch_norm(train, dtype=self.dtype, name='bn1')(x)
     x = nn.relu(x)
     x = layers.max_pool(x, 3, 2, 1)
     in_features = self.base_width
@@ -100,17 +97,16 @@ class ResNet(nn.Module):
         x = block_cls(
             features, strides,
             downsample=(i == 0 and (strides != 1 or in_features != features * block_cls.expansion)),
-            dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+            dtype=self.dtype,
             name=f'layer{stage + 1}_{i}')(x, train)
         in_features = features * block_cls.expansion
     return layers.GlobalAvgPool(name='avgpool')(x)
 
 
 def resnet(arch: str, *, width_multiplier: float = 1.0, depth_multiplier: float = 1.0,
-           dtype: Any = jnp.float32, bn_axis_name: str | None = None, **kwargs) -> ResNet:
+           dtype: Any = jnp.float32, **kwargs) -> ResNet:
   """ResNet by torchvision name, optionally thinner/shallower with the same structure."""
   block, stages = ARCHITECTURES[arch]
   return ResNet(block=block,
                 stage_sizes=tuple(max(1, round(n * depth_multiplier)) for n in stages),
-                base_width=max(1, round(64 * width_multiplier)), dtype=dtype,
-                bn_axis_name=bn_axis_name, **kwargs)
+                base_width=max(1, round(64 * width_multiplier)), dtype=dtype, **kwargs)

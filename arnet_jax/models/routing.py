@@ -4,7 +4,9 @@ Shape letters: B videos, T frames, N = B * T frames of a batch, H x W the top-re
 A actions, R resolution actions (the K backbones, then the policy's own head when it is an action),
 K backbones, C classes, S the static capacity of one bucket.
 
-The decisions depend only on the policy network, so inference runs in three steps:
+The decisions depend only on the policy network, so inference runs the model's own forward
+(`ARNet.decide` -> `ARNet.classify` per backbone -> `ARNet.combine`) in three steps, with a
+`dispatch.Bucket` dispatcher per bucket instead of training's dense one:
 1. `decide` (one jit): policy CNN on every frame, the LSTM scan, argmax (or the Random baseline's
    sample, or forced actions); the policy's lite head on every frame (H x C multiply-adds, ~1/500 of
    the policy CNN); which frames each backbone must classify, `[K, N]`.
@@ -15,7 +17,7 @@ The decisions depend only on the policy network, so inference runs in three step
    is one jitted call (compiled once per backbone and capacity): gather its frames, resize them to
    the backbone's resolution, classify, scatter the logits into `[N, R, C]`. Skipped frames and
    the policy-head action cost no backbone work.
-3. `combine` (one jit): `arnet.aggregate`, the same averaging as masked compute.
+3. `combine` (one jit): the same averaging as masked compute.
 
 Padded bucket slots read a real frame (so no NaN can appear) and their logits are dropped by the
 scatter. Compiled calls are cached by shape, so an evaluation compiles `decide` and `combine` once
@@ -32,22 +34,13 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
-from arnet_jax.models.arnet import ARNet, aggregate, resize
+from arnet_jax import parallel
+from arnet_jax.models import dispatch
+from arnet_jax.models.arnet import ARNet
 
 CAPACITY_POLICIES = ('pow2', 'binary', 'exact')
 ROUTINGS = ('sparse', 'masked')
-
-
-def routed_frames(actions: jax.Array, num_backbones: int) -> jax.Array:
-  """`[B, T, A]` actions in effect -> `[K, N]` bool: frame n goes through backbone k.
-
-  Multi-Scale and Uniform set several (or the only) resolution actions on every frame, so a frame
-  may go to several backbones; skipped frames and the policy-head action go to none.
-  """
-  b, t, _ = actions.shape
-  return (actions[..., :num_backbones] > 0).reshape(b * t, num_backbones).T
 
 
 def pow2_capacities(max_capacity: int) -> tuple[int, ...]:
@@ -88,8 +81,8 @@ def bucket_plan(count: int, capacities: Sequence[int] | None, max_capacity: int,
 def bucket_indices(routed: np.ndarray, plan: Sequence[int]) -> list[np.ndarray]:
   """`[N]` bool of one backbone -> one `[S]` int32 array of frame indices per bucket of `plan`.
 
-  Slots beyond the routed frames hold N, an out-of-range index: `gather_frames` reads a real
-  frame there and `scatter_logits` drops what comes back.
+  Slots beyond the routed frames hold N, an out-of-range index: `dispatch.Bucket` reads a real
+  frame there and drops what comes back.
   """
   n = routed.shape[0]
   frames = np.flatnonzero(routed).astype(np.int32)
@@ -97,21 +90,6 @@ def bucket_indices(routed: np.ndarray, plan: Sequence[int]) -> list[np.ndarray]:
     raise ValueError(f'{len(frames)} frames do not fit buckets {tuple(plan)}')
   padded = np.concatenate([frames, np.full(sum(plan) - len(frames), n, np.int32)])
   return np.split(padded, np.cumsum(plan)[:-1]) if plan else []
-
-
-def gather_frames(frames: jax.Array, indices: jax.Array) -> jax.Array:
-  """frames `[N, H, W, c]`, indices `[S]` -> `[S, H, W, c]` (out-of-range slots read frame N-1)."""
-  return jnp.take(frames, indices, axis=0, mode='clip')
-
-
-def scatter_logits(resolution_logits: jax.Array, action: int, indices: jax.Array,
-                   logits: jax.Array) -> jax.Array:
-  """Writes logits `[S, C]` to rows `indices` `[S]` of column `action` of `[N, R, C]`.
-
-  Out-of-range indices (padded slots) are dropped.
-  """
-  return resolution_logits.at[indices, action].set(logits.astype(resolution_logits.dtype),
-                                                   mode='drop')
 
 
 @dataclasses.dataclass
@@ -248,11 +226,11 @@ class SparseRouter:
     stats.programs.add(('decide', shape, forced is None, rng is None))
     decisions, resolution_logits, routed = self._decide(module_variables(variables, 'policy'),
                                                         video, forced, rng)
-    routed = to_host(routed)  # the one host synchronisation: bucket sizes are static
+    routed = parallel.to_host(routed)  # the one host synchronisation: bucket sizes are static
     if self.dense:
       routed = np.ones_like(routed)
     if valid is not None:
-      routed = routed & np.repeat(to_host(valid).astype(bool), video.shape[1])[None]
+      routed = routed & np.repeat(parallel.to_host(valid).astype(bool), video.shape[1])[None]
     max_capacity = self.chunk_size or routed.shape[1]
     sizes = (None if self.capacities == 'exact' else
              self.capacities if isinstance(self.capacities, tuple) else
@@ -273,7 +251,7 @@ class SparseRouter:
   @property
   def runs_every_action(self) -> bool:
     """Whether every frame goes through every resolution action (so all their logits exist)."""
-    return self.dense or self.model.policy_mode in ('all', 'none')
+    return self.dense or self.model.runs_every_action
 
   def decide(self, variables: dict, video: jax.Array, *, forced: jax.Array | None = None,
              rng: jax.Array | None = None) -> dict:
@@ -289,7 +267,7 @@ class SparseRouter:
     if forced is not None and not model.uses_policy:
       raise ValueError(f"policy_mode={model.policy_mode!r} has no policy whose decisions could "
                        'be forced; drop `forced`.')
-    if model.policy_mode == 'random' and forced is None and rng is None:
+    if model.needs_rng and forced is None and rng is None:
       raise ValueError("The Random baseline draws its actions: pass rng=jax.random.key(seed).")
 
   def _counted(self, fn: Callable) -> Callable:
@@ -301,27 +279,18 @@ class SparseRouter:
     return traced
 
   def _decide_fn(self, variables, video, forced, rng):
-    model, space = self.model, self.model.action_space
-    b, t = video.shape[:2]
-    a, r = space.num_actions, space.num_resolution_actions
-    resolution_logits = jnp.zeros((b * t, r, model.num_classes), jnp.float32)
-    if model.uses_policy:
-      features = None
-      if self.policy_chunk:
-        features = self._policy_features(variables, video)
+    model = self.model
+    features = None
+    if self.policy_chunk and model.uses_policy:
+      features = self._policy_features(variables, video)
 
-      def policy(m, video):
-        trace = m.decide(video, forced=forced, features=features)
-        return trace, (m.policy.lite_logits(trace.hidden) if space.policy_action else None)
-      trace, lite = model.apply(variables, video, method=policy,
-                                rngs=None if rng is None else {'gumbel': rng})
-      decisions = dict(actions=trace.actions, decided=trace.decided, action_logits=trace.logits)
-      if lite is not None:
-        resolution_logits = resolution_logits.at[:, r - 1].set(lite.reshape(b * t, -1))
-    else:  # Uniform (and Multi-Scale without the policy head): every resolution action
-      decisions = dict(actions=jnp.zeros((b, t, a)).at[..., :r].set(1.0),
-                       decided=jnp.ones((b, t), bool), action_logits=jnp.zeros((b, t, a)))
-    return decisions, resolution_logits, routed_frames(decisions['actions'], self.num_backbones)
+    def decide(m, video):
+      decisions = m.decide(video, forced=forced, features=features)
+      return decisions, m.initial_logits(decisions), m.routed(decisions)
+    decisions, logits, routed = model.apply(variables, video, method=decide,
+                                            rngs=None if rng is None else {'gumbel': rng})
+    decisions.pop('lite_logits', None)  # already in `logits`
+    return decisions, logits, routed
 
   def _policy_features(self, variables, video):
     """`[B, T, F]` policy CNN features, `policy_chunk` frames per call (a `lax.map`)."""
@@ -331,36 +300,19 @@ class SparseRouter:
     frames = frames.reshape(b * t, *frames.shape[2:])
     n = -(-(b * t) // c) * c  # padded to whole chunks with copies of the last frame
     frames = jnp.concatenate([frames, jnp.repeat(frames[-1:], n - b * t, axis=0)])
-    features = jax.lax.map(
-        lambda x: model.apply(variables, x, method=lambda m, x: m.policy.features(x, False)),
-        frames.reshape(n // c, c, *frames.shape[1:]))
+    features = jax.lax.map(lambda x: model.apply(variables, x, method=ARNet.embed_policy),
+                           frames.reshape(n // c, c, *frames.shape[1:]))
     return features.reshape(n, -1)[:b * t].reshape(b, t, -1)
 
   def _bucket_fn(self, k, variables, video, indices, resolution_logits):
-    model = self.model
-    frames = video.reshape(-1, *video.shape[2:])
-    x = resize(gather_frames(frames, indices), model.action_space.resolutions[k],
-               model.resize_method)
-    logits = model.apply(variables, x, method=lambda m, x: m.backbone[k](x))
-    return scatter_logits(resolution_logits, k, indices, logits)
+    return self.model.apply(variables, k, video, resolution_logits, dispatch.Bucket(indices),
+                            method=ARNet.classify)
 
   def _combine_fn(self, resolution_logits, decisions, valid):
-    b, t = decisions['actions'].shape[:2]
-    actions = decisions['actions']
-    if valid is not None:
-      actions = actions * valid[:, None, None].astype(actions.dtype)
-    resolution_logits = resolution_logits.reshape(b, t, *resolution_logits.shape[1:])
-    out = aggregate(resolution_logits, actions) | decisions
-    if self.runs_every_action:
-      out['resolution_logits'] = resolution_logits
+    out = self.model.apply({}, resolution_logits, decisions, valid, method=ARNet.combine)
+    if not self.runs_every_action:  # the columns of actions not taken were not computed
+      del out['resolution_logits']
     return out
-
-
-def to_host(x: jax.Array) -> np.ndarray:
-  """The whole of a (possibly multi-process, sharded) array as numpy, on every process."""
-  if jax.process_count() == 1:
-    return np.asarray(x)
-  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def module_variables(variables: dict, name: str) -> dict:

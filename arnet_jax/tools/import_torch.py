@@ -29,21 +29,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import os
 import pickle
 import sys
 from typing import Any, Callable, Mapping
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags
 from flax import traverse_util
 from ml_collections import config_flags
 
-from arnet_jax import checkpoint, defaults, models
+from arnet_jax import checkpoint, defaults, models, registry
 from arnet_jax.models import efficientnet, resnet
 from arnet_jax.tools import torch_names
 from arnet_jax.tools.torch_names import Mount
@@ -202,12 +199,6 @@ def _hints(state, plan) -> list[str]:
 
 # --- What each kind builds. -------------------------------------------------------------------
 
-def _abstract(module, video_shape: tuple[int, ...], **kwargs) -> dict:
-  rngs = {n: jax.random.key(0) for n in ('params', 'gumbel', 'dropout')}
-  shapes = jax.eval_shape(lambda: module.init(rngs, jnp.zeros(video_shape), **kwargs))
-  return {k: shapes[k] for k in ('params', 'batch_stats') if k in shapes}
-
-
 def _head_module(arch: str) -> str:
   if arch in resnet.ARCHITECTURES:
     return 'fc'
@@ -217,7 +208,7 @@ def _head_module(arch: str) -> str:
 @functools.cache  # tracing a large backbone takes seconds; a Plan is only read
 def backbone_plan(arch: str) -> Plan:
   """An ImageNet backbone -> {'params': {'features'}, 'batch_stats': {'features'}}."""
-  inner = _abstract(models.create_backbone(arch), (1, 32, 32, 3))
+  inner = models.abstract_variables(models.create_backbone(arch), (1, 32, 32, 3))
   return Plan({k: {'features': v} for k, v in inner.items()}, [Mount(('features',), '', arch)],
               {_head_module(arch): 'the ImageNet classification head; AR-Net trains new heads'})
 
@@ -226,56 +217,19 @@ def backbone_plan(arch: str) -> Plan:
 def classifier_plan(arch: str, num_classes: int) -> Plan:
   """A TSN checkpoint (`base_model`, `new_fc`) -> a Classifier's variables."""
   model = models.Classifier(models.create_backbone(arch), num_classes)
-  return Plan(_abstract(model, (1, 32, 32, 3)),
+  return Plan(models.abstract_variables(model, (1, 32, 32, 3)),
               [Mount(('features',), 'base_model', arch), Mount(('head',), 'new_fc', 'linear')], {})
 
 
 def arnet_plan(model_config: ml_collections.ConfigDict, keys) -> Plan:
-  """An original AR-Net-family checkpoint -> the variables of `create_model(model_config)`."""
-  c = model_config
-  model = models.create_model(c)
-  space = models.action_space(c)
-  s = space.top_resolution
-  expected = _abstract(model, (1, 1, s, s, 3))
-  description = (f'model.variant={c.variant}, actions ({space.num_actions}): '
-                 f'{", ".join(space.names)}; policy_backbone={c.policy_backbone}, '
-                 f'lstm_hidden={c.lstm_hidden}, num_classes={c.num_classes}, '
-                 f'width/depth multipliers {c.width_multiplier}/{c.depth_multiplier}')
-  present = lambda module: bool(torch_names.under(module, keys))
-  unused = 'unused by model.variant=' + c.variant
-  if c.variant == 'lstm':  # exp3: lite_backbone -> rnn -> lite_fc, averaged over frames
-    return Plan(expected, [Mount(('backbone',), 'lite_backbone', space.backbones[0]),
-                           Mount(('lstm_ih',), 'rnn', 'lstm_ih'),
-                           Mount(('lstm_hh',), 'rnn', 'lstm_hh'),
-                           Mount(('head',), 'lite_fc', 'linear')],
-                dict.fromkeys(('base_model_list', 'new_fc_list', 'linear'), unused),
-                description=description)
-  if c.variant == 'uniform':
-    if not present('base_model') and present('lite_backbone') and not present('base_model_list'):
-      # exp2: the "policy" network run frame by frame: lite_backbone -> lite_fc.
-      return Plan(expected, [Mount(('backbone_0', 'features'), 'lite_backbone', space.backbones[0]),
-                             Mount(('backbone_0', 'head'), 'lite_fc', 'linear')],
-                  dict.fromkeys(('rnn', 'linear'), unused), description=description)
-    return Plan(expected, [Mount(('backbone_0', 'features'), 'base_model', space.backbones[0]),
-                           Mount(('backbone_0', 'head'), 'new_fc', 'linear')], {},
-                description=description)
-  mounts = []
-  for i, arch in enumerate(space.backbones):
-    mounts += [Mount((f'backbone_{i}', 'features'), f'base_model_list.{i}', arch),
-               Mount((f'backbone_{i}', 'head'), f'new_fc_list.{i}', 'linear')]
-  droppable = {}
-  if model.uses_policy:
-    mounts += [Mount(('policy', 'features'), 'lite_backbone', c.policy_backbone),
-               Mount(('policy', 'lstm_ih'), 'rnn', 'lstm_ih'),
-               Mount(('policy', 'lstm_hh'), 'rnn', 'lstm_hh'),
-               Mount(('policy', 'action_head'), 'linear', 'linear'),
-               Mount(('policy', 'lite_head'), 'lite_fc', 'linear')]
-  else:
-    droppable = dict.fromkeys(('lite_backbone', 'rnn', 'linear', 'lite_fc'), unused)
-  # Multi-Scale runs every resolution action: its action head is never used, and the original
-  # exp5 was trained with --skip_list 1 (5 actions), so it fits only with model.skips=(1,).
-  optional = (('policy', 'action_head'),) if c.variant == 'multiscale' else ()
-  return Plan(expected, mounts, droppable, optional, description)
+  """An original checkpoint -> the variables of `create_model(model_config)`: the layout of the
+  configured method (its registry entry)."""
+  method = registry.get(model_config.variant)
+  if method.torch_layout is None:
+    importable = [n for n in registry.names() if registry.get(n).torch_layout]
+    raise ConversionError(f'model.variant={model_config.variant!r} has no PyTorch layout to '
+                          f'import; the importable variants: {", ".join(importable)}.')
+  return method.torch_layout(model_config, keys)
 
 
 def infer_num_classes(state: Mapping[str, np.ndarray]) -> int | None:
@@ -289,10 +243,7 @@ def default_config(kind: str) -> ml_collections.ConfigDict:
   """configs/activitynet.py (or _efficientnet) from the checkout, else the same built in."""
   path = os.path.join(_REPO_CONFIGS, DEFAULT_CONFIGS[kind])
   if os.path.isfile(path):
-    spec = importlib.util.spec_from_file_location('import_torch_config', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return defaults.load_config(path)
   config = defaults.get_config()
   if kind == 'arnet_efficientnet':
     config.model.backbones = ('efficientnet_b3', 'efficientnet_b1', 'efficientnet_b0')

@@ -32,9 +32,20 @@ from ml_collections import config_flags
 
 from arnet_jax.tools import charts, policy_strips
 
-# train.STAGES and models.VARIANTS, without importing Flax and TensorFlow to collect runs.
-STAGES = ('warmup', 'joint', 'finetune')
-VARIANTS = ('arnet', 'random', 'resolution_only', 'skip_only', 'multiscale', 'uniform', 'lstm')
+
+
+def _stage_names() -> tuple[str, ...]:
+  """Every registered method's stages, in recipe order (the folders a recipe trains in)."""
+  from arnet_jax import registry  # pylint: disable=g-import-not-at-top
+  names = []
+  for method in registry.names():
+    names += [s for s in registry.get(method).stage_names if s not in names]
+  return tuple(names)
+
+
+def _action_names(config: ml_collections.ConfigDict) -> list[str]:
+  from arnet_jax import registry  # pylint: disable=g-import-not-at-top
+  return list(registry.of(config).action_names(config.model))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +70,10 @@ class Run:
       return None
     run_dir = os.path.dirname(os.path.normpath(self.directory))
     parent, name = os.path.split(run_dir)
-    return name if os.path.basename(parent) == 'baselines' and name in VARIANTS else None
+    if os.path.basename(parent) != 'baselines':
+      return None
+    from arnet_jax import registry  # pylint: disable=g-import-not-at-top
+    return name if name in registry.names() else None
 
 
 def collect_runs(workdirs: Sequence[str]) -> list[Run]:
@@ -93,7 +107,7 @@ def collect_runs(workdirs: Sequence[str]) -> list[Run]:
           found[same[0]] = dataclasses.replace(found[same[0]], label=name)
         else:
           found.append(Run(name, None, metrics))
-    order = {name: i for i, name in enumerate(STAGES + tuple(rows))}
+    order = {name: i for i, name in enumerate(_stage_names() + tuple(rows))}
     found.sort(key=lambda r: order.get(r.label, len(order)))  # stable: the rest keep walk order
     runs += [dataclasses.replace(r, label=prefix + r.label) for r in found]
   return runs
@@ -107,7 +121,8 @@ def merge_same_results(runs: Sequence[Run]) -> list[tuple[str, dict]]:
     key = json.dumps([r.metrics.get(k) for k in ('mAP', 'gflops_per_video', 'action_usage')],
                      sort_keys=True)
     merged.setdefault(key, ([], r.metrics))[0].append(r.label)
-  is_stage = lambda label: label.split(': ')[-1] in STAGES  # the table's name first
+  stages = _stage_names()
+  is_stage = lambda label: label.split(': ')[-1] in stages  # the table's name first
   return [(' = '.join(sorted(labels, key=is_stage)), metrics)
           for labels, metrics in merged.values()]
 
@@ -118,8 +133,9 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def choose_run(runs: Sequence[Run], label: str | None = None) -> Run | None:
-  """The run for the strips and per-class usage: `label` if given, else the first AR-Net run
-  with predictions, else the first run with predictions."""
+  """The run for the strips and per-class usage: `label` if given, else the first run with
+  predictions whose policy is at work (its frames take different actions), else the first run
+  with predictions."""
   with_predictions = [r for r in runs if r.predictions_path]
   if label:
     for r in runs:
@@ -127,7 +143,8 @@ def choose_run(runs: Sequence[Run], label: str | None = None) -> Run | None:
         return r
     raise ValueError(f'No run labelled {label!r}; found: {[r.label for r in runs]}.')
   for r in with_predictions:
-    if r.label.endswith('AR-Net') or r.variant == 'arnet':
+    actions = np.load(r.predictions_path)['actions']
+    if actions.size and (actions != actions.reshape(-1, actions.shape[-1])[:1]).any():
       return r
   return with_predictions[0] if with_predictions else None
 
@@ -158,7 +175,8 @@ def run_config(run: Run, config: ml_collections.ConfigDict | None,
     config.model.variant = run.variant
   if data_dir:
     config.data.data_dir = data_dir
-  return config
+  from arnet_jax import defaults  # pylint: disable=g-import-not-at-top
+  return defaults.finalize(config)  # the derived fields (the crop size) filled in
 
 
 def usage_figure(runs: Sequence[Run], chosen: Run | None, config, path: str) -> dict:
@@ -166,9 +184,8 @@ def usage_figure(runs: Sequence[Run], chosen: Run | None, config, path: str) -> 
              if 'action_usage' in m}
   per_class = None
   if chosen is not None and chosen.predictions_path and config is not None:
-    from arnet_jax import models  # pylint: disable=g-import-not-at-top
     p = np.load(chosen.predictions_path)
-    names = list(models.action_space(config.model).names)
+    names = _action_names(config)
     if p['actions'].shape[-1] == len(names):
       usage, videos = charts.per_class_usage(p['actions'], p['label'], config.model.num_classes)
       per_class = (chosen.label, usage, videos, class_names(config), names)
@@ -190,9 +207,8 @@ def class_names(config: ml_collections.ConfigDict) -> list[str]:
 
 def strips_figure(run: Run, config: ml_collections.ConfigDict, path: str,
                   num_videos: int) -> dict:
-  from arnet_jax import models  # pylint: disable=g-import-not-at-top
   p = dict(np.load(run.predictions_path))
-  names = list(models.action_space(config.model).names)
+  names = _action_names(config)
   if p['actions'].shape[-1] != len(names):
     raise ValueError(f'{run.predictions_path} has {p["actions"].shape[-1]} actions but the '
                      f'config of {run.label!r} has {len(names)} ({names}); pass --config.')
