@@ -1,10 +1,12 @@
-"""Backbones keep the reference structure: parameter counts equal torchvision/efficientnet_pytorch."""
+"""Backbones keep the reference structure (parameter counts equal torchvision/efficientnet_pytorch)
+and compute the same under either kernel set."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from arnet_jax import models
+from arnet_jax.models import kernels
 
 
 def num_params(module, size):
@@ -52,3 +54,29 @@ def test_bfloat16_compute_stays_close_to_float32():
   a, b = f32.apply(variables, x), bf16.apply(variables, x)
   assert b.dtype == jnp.float32  # logits are returned in float32
   np.testing.assert_allclose(b, a, atol=0.05 * float(jnp.abs(a).max()) + 1e-3)
+
+
+# Every kernel the sets implement: ResNet's dense convolutions and max pool, MobileNetV2's
+# depthwise convolutions at strides 1 and 2 (two inverted residuals keep the compile short).
+@pytest.mark.parametrize('name,module_kwargs', [
+    ('resnet18', {}), ('mobilenet_v2', dict(setting=((1, 16, 1, 1), (6, 24, 1, 2))))],
+    ids=['resnet18', 'mobilenet_v2'])
+def test_backbone_features_and_gradients_agree_under_both_kernel_sets(name, module_kwargs):
+  net = models.create_backbone(name, width_multiplier=0.25, depth_multiplier=0.34,
+                               **module_kwargs)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = jax.jit(net.init)(jax.random.key(1), x)
+  g = jax.random.normal(jax.random.key(2), (2, net.num_features))
+  loss = lambda params: jnp.vdot(net.apply({**variables, 'params': params}, x), g)
+  previous = kernels.active().name
+  results = {}
+  try:
+    for kernel_set in ('cpu', 'xla'):
+      kernels.select(kernel_set)  # before tracing: the layers look the set up then
+      results[kernel_set] = jax.jit(jax.value_and_grad(loss))(variables['params'])
+  finally:
+    kernels.select(previous)
+  (loss_cpu, grads_cpu), (loss_xla, grads_xla) = results['cpu'], results['xla']
+  np.testing.assert_allclose(loss_cpu, loss_xla, rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(grads_cpu), jax.tree.leaves(grads_xla)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))

@@ -94,8 +94,12 @@ def test_select_returns_the_set_that_becomes_active(restore_kernels):
   assert kernels.select('cpu') is kernels.CPU and kernels.active() is kernels.CPU
 
 
-def _primitives(f, *args):
-  return {str(e.primitive) for e in jax.make_jaxpr(f)(*args).eqns}
+def _equations(f, *args):
+  """`{primitive name: [params of each equation]}` of `f`'s jaxpr (top level)."""
+  eqns = {}
+  for e in jax.make_jaxpr(f)(*args).eqns:
+    eqns.setdefault(str(e.primitive), []).append(e.params)
+  return eqns
 
 
 @pytest.mark.parametrize('name', ['cpu', 'xla'])
@@ -105,13 +109,17 @@ def test_layers_trace_the_selected_kernel_set(name, restore_kernels):
   depthwise = layers.DepthwiseConv(3)
   dense = layers.conv(5, 3, dtype=jnp.float32, name='conv')
   d_vars, c_vars = depthwise.init(jax.random.key(0), x), dense.init(jax.random.key(0), x)
-  ops = (_primitives(lambda x: depthwise.apply(d_vars, x), x)
-         | _primitives(lambda x: dense.apply(c_vars, x), x)
-         | _primitives(lambda x: layers.max_pool(x, 3, 2, 1), x))
-  if name == 'xla':  # native ops only: grouped and dense convolutions, reduce_window
-    assert {'conv_general_dilated', 'reduce_window_max'} <= ops and 'custom_vjp_call' not in ops
-  else:  # the depthwise taps are slices; the dense conv and the pool carry custom gradients
-    assert 'custom_vjp_call' in ops and 'reduce_window_max' not in ops
+  dw_ops = _equations(lambda x: depthwise.apply(d_vars, x), x)
+  conv_ops = _equations(lambda x: dense.apply(c_vars, x), x)
+  pool_ops = _equations(lambda x: layers.max_pool(x, 3, 2, 1), x)
+  if name == 'xla':  # native ops, XLA's own gradients
+    assert [p['feature_group_count'] for p in dw_ops['conv_general_dilated']] == [6]
+    assert 'conv_general_dilated' in conv_ops and 'custom_vjp_call' not in conv_ops
+    assert 'reduce_window_max' in pool_ops and 'custom_vjp_call' not in pool_ops
+  else:  # depthwise taps are slices; the dense conv and the pool carry custom gradients
+    assert 'conv_general_dilated' not in dw_ops and 'slice' in dw_ops
+    assert 'custom_vjp_call' in conv_ops
+    assert 'custom_vjp_call' in pool_ops and 'reduce_window_max' not in pool_ops
 
 
 # --- Depthwise convolution, dense convolution and max pool of the 'cpu' set (today's tests). ------

@@ -5,8 +5,8 @@
 Names follow torchvision's `features.i...` with '.' -> '_': `features_0` is the stem
 (`conv`/`bn` = torchvision `features.0.0`/`.1`); inverted residual `features_i` holds `conv_j`
 entries numbered as torchvision's `features.i.conv.j`, where a ConvBNReLU entry has `conv`/`bn`
-children. The 3x3 depthwise convolutions use the fast shifted multiply-add form
-(`layers.DepthwiseConv`).
+children. The 3x3 depthwise convolutions are `layers.DepthwiseConv`, computed by the active
+kernel set (shifted multiply-adds on CPU, XLA's grouped convolution elsewhere).
 """
 from __future__ import annotations
 
