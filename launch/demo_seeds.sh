@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo's figures in the README: the quick start's job for seeds 0, 1 and 2, then their mean.
+# The demo's figures (README, docs/demo.md): the quick start's job for seeds 0, 1, 2, their mean.
 #   launch/demo_seeds.sh [WORKDIR (default workdir/demo_seeds)] [--config.x=y ...]
 # Each seed runs in WORKDIR/seed<N> (resumable); the mean table goes to WORKDIR/mean.md.
 set -euo pipefail

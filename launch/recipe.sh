@@ -3,7 +3,7 @@
 #   launch/recipe.sh CONFIG WORKDIR [--config.x=y ...]
 # Each stage trains in WORKDIR/<stage> and resumes there if interrupted (run the same command
 # again); joint starts from WORKDIR/warmup/best, fine-tune from WORKDIR/joint/best.
-# Start from ImageNet weights (see README, "Importing PyTorch weights") with e.g.
+# Start from ImageNet weights (see docs/import.md) with e.g.
 #   --config.init.backbones="('r50_dir','r34_dir','r18_dir')" --config.init.policy=mbv2_dir
 set -euo pipefail
 if [[ $# -lt 2 ]]; then

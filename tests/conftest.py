@@ -7,7 +7,7 @@ import sys
 # The suite is bound by XLA compile time on CPU: tiny models, a few steps each. Unoptimised LLVM
 # code and XLA's loop emitters (instead of its newer fusion emitters) compile the train tests'
 # training step 3.4x faster than LLVM -O1 (6.5 s -> 1.9 s) and run it 3.6x slower (0.12 s ->
-# 0.42 s); see README "Testing" for the whole suite. Fast-math stays off. XLA aborts on a flag it
+# 0.42 s); see docs/testing.md for the whole suite. Fast-math stays off. XLA aborts on a flag it
 # does not know, so they are first tried in a child process (a later jaxlib may drop the second),
 # then one at a time if they fail together.
 FAST_COMPILE_FLAGS = ('--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false')
