@@ -36,11 +36,10 @@ BASELINES = (  # (row name, variant, stage whose weights it uses): the paper's T
 
 @dataclasses.dataclass(frozen=True)
 class _Family:
-  """How a variant reads `model.backbones`, `policy_action` and `skips`, and its policy mode."""
+  """How a variant reads `model.backbones` and `skips`, and its policy mode."""
   policy_mode: str
   first_backbone_only: bool = False
   skips: bool = True
-  policy_action: bool = True
   lstm: bool = False
 
 
@@ -51,7 +50,7 @@ def action_space(model_config: ml_collections.ConfigDict) -> arnet_lib.ActionSpa
 
 def _action_space(c: ml_collections.ConfigDict, family: _Family) -> arnet_lib.ActionSpace:
   backbones, resolutions = tuple(c.backbones), tuple(c.resolutions)
-  policy_action = bool(c.policy_action) and family.policy_action
+  policy_action = bool(c.policy_action)
   if family.first_backbone_only:
     if not backbones and family.policy_mode != 'learned':
       raise ValueError(f'model.variant={c.variant!r} needs at least one backbone.')
