@@ -55,19 +55,6 @@ def test_cpu_and_xla_depthwise_conv_agree_in_value_and_gradients(stride, padding
   assert_close(dk_cpu, dk_xla)
 
 
-@pytest.mark.parametrize('kernel_size,stride,in_channels', [(1, 1, 8), (1, 2, 8), (3, 1, 16),
-                                                            (3, 2, 16), (7, 2, 3)])
-def test_cpu_and_xla_dense_conv_agree_in_value_and_gradients(kernel_size, stride, in_channels):
-  x = jax.random.normal(jax.random.key(0), (2, 11, 11, in_channels))
-  kernel = jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, in_channels, 5))
-  pad = layers.torch_padding(kernel_size)
-  run = lambda ks: value_and_vjp(lambda x, w: ks.conv(x, w, (stride, stride), pad), x, kernel)
-  (out_cpu, (dx_cpu, dk_cpu)), (out_xla, (dx_xla, dk_xla)) = run(kernels.CPU), run(kernels.XLA)
-  assert_close(out_cpu, out_xla)
-  assert_close(dx_cpu, dx_xla)
-  assert_close(dk_cpu, dk_xla)
-
-
 @pytest.mark.parametrize('size', [8, 9])
 def test_cpu_and_xla_max_pool_agree_on_tie_free_data(size):
   x = jax.random.normal(jax.random.key(0), (2, size, size, 4))  # continuous: no ties
