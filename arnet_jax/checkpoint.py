@@ -11,18 +11,29 @@ folder and renames it), so an interruption never leaves a half-written checkpoin
 
 Anything accepting a checkpoint path (`config.checkpoint`, `--checkpoint`) takes a workdir (its
 `best/`, else `checkpoints/`), a manager directory (its latest step) or one step's folder.
+
+Reading checks that a checkpoint is what was written (`checkpoint_integrity`: JSON files,
+Orbax's reading, a checksum of every array that `save` writes into `meta`), else raises
+`DamagedCheckpointError` naming its folder and what failed. Resuming (`restore_latest`) moves a
+damaged checkpoint aside to `<dir>_damaged/<step>` (never deleting it) and takes the newest
+intact one; one of another model than the configured one stops it, in plain words.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from flax import traverse_util
+from etils import epath
+from flax import serialization, traverse_util
+
+from arnet_jax import checkpoint_integrity as integrity
+from arnet_jax import errors
+from arnet_jax.checkpoint_integrity import DamagedCheckpointError  # what callers catch
 
 
 def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
@@ -39,7 +50,9 @@ def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointMan
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict) -> None:
-  """Saves `state` (a pytree of arrays) and `meta` (JSON) as step `step`, atomically."""
+  """Saves `state` (a pytree of host arrays) and `meta` (JSON) as step `step`, atomically;
+  `meta['checksums']` gets every array's checksum, which reading verifies."""
+  meta = dict(meta, checksums=integrity.checksums(state))
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           meta=ocp.args.JsonSave(meta)), force=True)
 
@@ -48,12 +61,13 @@ def resolve(path: str) -> tuple[str, int]:
   """(manager directory, step) for a workdir, a manager directory or one step's folder."""
   path = os.path.abspath(os.path.expanduser(path))
   if not os.path.isdir(path):
-    raise FileNotFoundError(f'Checkpoint {path} does not exist. Give a training workdir, its '
-                            'checkpoints/ or best/ folder, or one step folder inside them.')
+    raise errors.PathNotFoundError(
+        f'Checkpoint {path} does not exist. Give a training workdir, its checkpoints/ or best/ '
+        'folder, or one step folder inside them.')
   if os.path.isdir(os.path.join(path, 'state')):  # one step's folder
     parent, step = os.path.split(path)
     if not step.isdigit():
-      raise ValueError(f'{path} holds a state but is not named after its step.')
+      raise errors.UserError(f'{path} holds a state but is not named after its step.')
     return parent, int(step)
   for sub in ('best', 'checkpoints'):
     if os.path.isdir(os.path.join(path, sub)) and _steps(os.path.join(path, sub)):
@@ -61,8 +75,9 @@ def resolve(path: str) -> tuple[str, int]:
       break
   steps = _steps(path)
   if not steps:
-    raise FileNotFoundError(f'No checkpoint in {path}: expected step folders (e.g. {path}/100/) '
-                            'with a `state` inside, or a workdir with best/ or checkpoints/.')
+    raise errors.PathNotFoundError(
+        f'No checkpoint in {path}: expected step folders (e.g. {path}/100/) with a `state` '
+        'inside, or a workdir with best/ or checkpoints/.')
   return path, max(steps)
 
 
@@ -74,23 +89,96 @@ def _steps(directory: str) -> list[int]:
 
 
 def load(path: str, target: Any = None) -> tuple[Any, dict]:
-  """(state, meta) of the checkpoint at `path` (see `resolve`).
+  """(state, meta) of the checkpoint at `path` (see `resolve` and `read`)."""
+  return read(*resolve(path), target)
 
-  With `target` (an abstract pytree, e.g. of `jax.ShapeDtypeStruct`) the state is restored into
-  that structure; without it, as saved (nested dicts/lists of arrays).
+
+def read(directory: str, step: int, target: Any = None,
+         config: dict | None = None) -> tuple[Any, dict]:
+  """(state, meta) of step `step` of the manager directory `directory`, every array verified.
+
+  With `target` (an abstract pytree, e.g. of `jax.ShapeDtypeStruct`) the stored structure is
+  first checked against it (a UserError listing the differences, and how the saved config
+  differs from `config`, when it does not fit) and the state is restored into it; without it,
+  as saved (nested dicts/lists of arrays). Raises DamagedCheckpointError when a file cannot be
+  read back as it was written.
   """
-  directory, step = resolve(path)
-  mngr = ocp.CheckpointManager(directory)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-  return restored.state, dict(restored.meta or {})
+  folder = os.path.join(directory, str(step))
+  integrity.check_json_files(folder)
+  with ocp.CheckpointManager(directory) as reader:
+    with integrity.damage_reported(folder):
+      meta = dict(reader.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore())).meta or {})
+      if target is not None:
+        stored = ocp.StandardCheckpointHandler().metadata(epath.Path(folder, 'state')).tree
+    if target is not None:
+      _check_fits(stored, target, folder, meta.get('config'), config)
+    with integrity.damage_reported(folder):
+      state = reader.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target))).state
+  integrity.verify(state, meta.get('checksums', {}), folder)
+  return state, meta
+
+
+def restore_latest(mngr: ocp.CheckpointManager, target: Any,
+                   config: dict | None = None) -> tuple[Any, dict] | None:
+  """(state, meta) of the newest intact step of `mngr` (see `read`); None if it has no step.
+
+  A damaged step is logged with what failed, moved aside to `<directory>_damaged/<step>`
+  (never deleted) and the step before it tried; when none is intact, a UserError names the
+  workdir and what to do. A step that does not fit `target` is a UserError (see `read`).
+  """
+  directory = os.fspath(mngr.directory)
+  steps = sorted(mngr.all_steps(), reverse=True)
+  for step in steps:
+    try:
+      return read(directory, step, target, config)
+    except DamagedCheckpointError as e:
+      logging.warning('%s\nMoving it to %s_damaged/ and trying the checkpoint before it.', e,
+                      directory)
+      integrity.move_aside(directory, step)
+      mngr.reload()
+  if steps:
+    workdir = os.path.dirname(directory)
+    raise errors.UserError(
+        f'No intact checkpoint in {directory}: each was damaged and moved to {directory}_damaged/ '
+        f'(the warnings above say why). To train from the start, pass another --workdir (or move '
+        f'{workdir} aside); to resume, put an intact copy of a checkpoint (e.g. from a backup) '
+        f'into {directory}/.')
+  return None
+
+
+def _check_fits(stored: Any, target: Any, folder: str, saved_config: dict | None,
+                config: dict | None) -> None:
+  """The model's variables, then the whole state, stored as `target` has them; otherwise a
+  UserError listing the differences (`check_structure`) and the fix."""
+  changes = config_changes(saved_config, config) if saved_config and config else []
+  fix = ((f'It was trained with {"; ".join(changes)}.\n' if changes else '')
+         + 'To train this config, pass another --workdir; to resume that run, use the config it '
+         f'was trained with, saved beside it in {folder}/meta/metadata (its "config").')
+  as_dicts = serialization.to_state_dict
+  model = lambda tree: {k: tree[k] for k in ('params', 'batch_stats') if k in tree}
+  stored, target = as_dicts(stored), as_dicts(target)
+  for part in (model, lambda tree: tree):
+    check_structure(part(stored), part(target), f'Checkpoint {folder}', fix=fix)
+
+
+def config_changes(saved: dict, config: dict, fields: tuple[str, ...] = ('model', 'stage')
+                   ) -> list[str]:
+  """'model.num_classes=10 (this run: 3)' for each of `fields` (or their entries) where the
+  saved config differs from `config`."""
+  as_saved = json.loads(json.dumps(config))  # tuples become lists, as in the saved JSON
+  flat = lambda c: traverse_util.flatten_dict({k: c.get(k) for k in fields}, sep='.')
+  old, new = flat(saved), flat(as_saved)
+  return [f'{k}={old.get(k)!r} (this run: {new.get(k)!r})'
+          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def load_variables(path: str, expected: Any = None) -> tuple[dict, dict]:
   """({'params', 'batch_stats'}, meta) of a checkpoint, checked against `expected` if given.
 
   `expected` is the model's variables (or their shapes, e.g. from `jax.eval_shape(model.init)`);
-  a missing or unexpected name or a shape mismatch raises a ValueError that lists them all.
+  a missing or unexpected name or a shape mismatch raises a UserError that lists them all.
   """
   state, meta = load(path)
   variables = {k: state[k] for k in ('params', 'batch_stats') if k in state}
@@ -129,8 +217,9 @@ def select_variables(loaded: dict, expected: dict, what: str, *, strict: bool = 
   return out
 
 
-def check_structure(got: Any, expected: Any, what: str) -> None:
-  """Raises ValueError naming every missing/unexpected entry and every shape mismatch."""
+def check_structure(got: Any, expected: Any, what: str, fix: str | None = None) -> None:
+  """Raises a UserError naming every missing/unexpected entry and every shape mismatch, then
+  `fix` (by default: check the config)."""
   flat_got = _flat_shapes(got)
   flat_expected = _flat_shapes(expected)
   missing = sorted(set(flat_expected) - set(flat_got))
@@ -144,15 +233,14 @@ def check_structure(got: Any, expected: Any, what: str) -> None:
   lines += [f'  unexpected: {k} {flat_got[k]}' for k in unexpected]
   lines += [f'  shape:      {k} has {flat_got[k]}, the model needs {flat_expected[k]}'
             for k in mismatched]
-  lines.append('Check that the config (model.backbones, resolutions, num_classes, widths, '
-               'variant) is the one the checkpoint was made with.')
-  raise ValueError('\n'.join(lines))
+  lines.append(fix or 'Check that the config (model.backbones, resolutions, num_classes, '
+               'widths, variant) is the one the checkpoint was made with.')
+  raise errors.UserError('\n'.join(lines))
 
 
 def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-  flat = traverse_util.flatten_dict(jax.tree.map(lambda x: x, tree), sep='/') if isinstance(
+  return {k: tuple(np.shape(v)) for k, v in integrity.leaves(tree).items()} if isinstance(
       tree, dict) else {}
-  return {k: tuple(np.shape(v)) for k, v in flat.items()}
 
 
 def write_variables(directory: str, variables: dict, meta: dict, step: int = 0) -> str:

@@ -3,6 +3,9 @@
 `config.mode`: train (one `config.stage`), eval (`config.checkpoint`), or recipe (warm-up, joint,
 fine-tune, then the baselines; see arnet_jax/recipe.py). Any config field can be overridden on
 the command line as `--config.train.batch_size=16`.
+
+A user error (a mistyped field, a bad value, a missing or damaged checkpoint, a workdir of
+another model) ends the program with one message, `error: <message>`, and exit status 2.
 """
 import logging as std_logging
 import os
@@ -11,7 +14,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from arnet_jax import defaults
+from arnet_jax import defaults, errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config (a configs/*.py file).',
@@ -30,15 +33,15 @@ def quiet_library_logs() -> None:
       lambda record: record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname)
 
 
+@errors.exit_on_user_error  # bad paths, checkpoints, configs: `error: <message>`, exit status 2
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   config = FLAGS.config
   try:
     defaults.validate(config)
-  except (KeyError, ValueError) as e:  # a config mistake: one message, no traceback
-    print(f'FATAL: {e.args[0] if e.args else e}', file=sys.stderr)
-    sys.exit(2)
+  except (KeyError, ValueError) as e:  # a config mistake
+    raise errors.UserError(e.args[0] if e.args else str(e)) from None
   quiet_library_logs()
   if FLAGS.compilation_cache:
     import jax  # pylint: disable=g-import-not-at-top
@@ -69,7 +72,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (KeyError, AttributeError, flags.IllegalFlagValueError) as e:
     override = next((a for a in argv if a.startswith('--config.')), None)
     message = config_error(argv, override) if override else None
-    sys.exit(f'FATAL: {message or e}')
+    sys.exit(errors.show(message or e))
 
 
 def config_error(argv: list[str], override: str) -> str | None:

@@ -21,6 +21,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from arnet_jax import errors
+
 BATCH_AXIS = 'batch'
 
 
@@ -51,8 +53,8 @@ def shard_batch(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, jax.Array
 def local_batch_size(global_batch: int, field: str) -> int:
   """This process's share of a global batch that every device divides (`field` names it)."""
   if global_batch % jax.device_count():
-    raise ValueError(f'{field}={global_batch} must be a multiple of the {jax.device_count()} '
-                     'devices.')
+    raise errors.UserError(f'{field}={global_batch} must be a multiple of the '
+                           f'{jax.device_count()} devices.')
   return global_batch // jax.process_count()
 
 
@@ -60,7 +62,7 @@ def check_process_batch_size(batch_size: int) -> None:
   """A per-process batch must split evenly over this process's devices."""
   devices = jax.local_device_count()
   if batch_size < 1 or batch_size % devices:
-    raise ValueError(
+    raise errors.UserError(
         f'The per-process batch size {batch_size} must be a positive multiple of the '
         f'{devices} local devices, so each device gets the same share. Use e.g. '
         f'{max(1, round(batch_size / devices)) * devices}.')

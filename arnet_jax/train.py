@@ -54,13 +54,17 @@ def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
 
   'frozen': what the stage freezes; 'head_kernel' / 'head_bias': Linear layers (the original
   trains them at 5x / 10x the learning rate); 'no_decay': BatchNorm parameters and other biases;
-  'default': the rest.
+  'default': the rest. A stage with a `param_group` (registry.Stage) labels the unfrozen
+  parameters with their `ParamGroup`s instead.
   """
-  frozen = stage(config).frozen
+  spec = stage(config)
+  frozen = spec.frozen
 
   def label(path: tuple[str, ...]) -> str:
     if frozen(path):
       return 'frozen'
+    if spec.param_group is not None:
+      return spec.param_group(config, path).label
     module, name = path[-2] if len(path) > 1 else '', path[-1]
     if module in ('head', 'lite_head', 'action_head'):
       return 'head_kernel' if name == 'kernel' else 'head_bias'
@@ -91,7 +95,8 @@ def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int) -> op
 
 def create_optimizer(config: ml_collections.ConfigDict, params: Any,
                      steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with momentum, torch-style weight decay, gradient clipping, per-group learning rates."""
+  """SGD with momentum, torch-style weight decay, gradient clipping (`train.grad_clip`, 0: none),
+  per-group learning rates."""
   t = config.train
   lr = learning_rate(config, steps_per_epoch)
 
@@ -103,8 +108,13 @@ def create_optimizer(config: ml_collections.ConfigDict, params: Any,
   groups = {'default': sgd(1.0, True), 'no_decay': sgd(1.0, False),
             'head_kernel': sgd(t.head_lr_mult, True), 'head_bias': sgd(t.head_bias_lr_mult, False),
             'frozen': optax.set_to_zero()}
-  return optax.chain(optax.clip_by_global_norm(t.grad_clip),
-                     optax.multi_transform(groups, param_labels(params, config)))
+  param_group = stage(config).param_group
+  if param_group is not None:  # the stage's own groups (registry.ParamGroup)
+    for path in traverse_util.flatten_dict(params):
+      group = param_group(config, path)
+      groups.setdefault(group.label, sgd(group.lr_mult, group.weight_decay))
+  clip = optax.clip_by_global_norm(t.grad_clip) if t.grad_clip else optax.identity()
+  return optax.chain(clip, optax.multi_transform(groups, param_labels(params, config)))
 
 
 # --- Initialisation. ----------------------------------------------------------------------------
@@ -243,9 +253,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   meta = dict(config=config.to_dict(), stage=config.stage, steps_per_epoch=steps_per_epoch)
   best = {'value': -np.inf, 'metrics': None}
   best_predictions = None
-  if manager.latest_step() is not None:
-    state, saved_meta = ckpt_lib.load(os.path.join(workdir, 'checkpoints'),
-                                      jax.tree.map(ocp.utils.to_shape_dtype_struct, state))
+  # The newest intact checkpoint (damaged ones are moved aside); one of another model stops here.
+  resumed = ckpt_lib.restore_latest(manager, jax.tree.map(ocp.utils.to_shape_dtype_struct, state),
+                                    meta['config'])
+  if resumed is not None:
+    state, saved_meta = resumed
     best = saved_meta.get('best', best)
     logging.info('Resuming %s from step %d.', workdir, int(state.step))
   state = parallel.replicate(mesh, state)
@@ -296,6 +308,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if value > best['value']:
           best = {'value': value, 'metrics': results['metrics']}
           best_predictions = results['predictions']
+          # A best step this run resumed from before (killed between the two saves, or newer
+          # checkpoints damaged) is trained again: the new save replaces it.
+          if done in best_manager.all_steps():
+            best_manager.delete(done)
           ckpt_lib.save(best_manager, done, jax.device_get(state),
                         dict(meta, step=done, best=best, metrics=results['metrics']))
         save(done, results['metrics'])

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from arnet_jax import errors
 from arnet_jax.data import sampling
 from arnet_jax.data import transforms
 
@@ -58,8 +59,8 @@ def prepared_configs(data_config: ml_collections.ConfigDict) -> dict[str, str]:
   """
   name = BUILDER_NAMES.get(data_config.name)
   if name is None:
-    raise ValueError(f'Unknown data.name {data_config.name!r}; expected one of '
-                     f'{sorted(BUILDER_NAMES)}.')
+    raise errors.UserError(f'Unknown data.name {data_config.name!r}; expected one of '
+                           f'{sorted(BUILDER_NAMES)}.')
   root = os.path.join(_data_root(data_config), name)
   found = {}
   if os.path.isdir(root):
@@ -85,18 +86,18 @@ def get_builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuil
              + f'--data_dir={_data_root(data_config)}')
   if wanted:
     if wanted not in found:
-      raise FileNotFoundError(
+      raise errors.PathNotFoundError(
           f'{BUILDER_NAMES[data_config.name]}/{wanted} is not prepared in '
           f'{_data_root(data_config)} (prepared: {sorted(found) or "none"}). Run: {command}')
     return tfds.builder_from_directory(found[wanted])
   if not found:
-    raise FileNotFoundError(
+    raise errors.PathNotFoundError(
         f'No prepared {BUILDER_NAMES[data_config.name]} in {_data_root(data_config)}. '
         f'Run: {command}')
   if data_config.name == 'demo' and 'default' in found:
     return tfds.builder_from_directory(found['default'])
   if len(found) > 1:
-    raise ValueError(
+    raise errors.UserError(
         f'Several prepared copies of {BUILDER_NAMES[data_config.name]} in '
         f'{_data_root(data_config)}: {sorted(found)}. Set config.data.builder_config to one.')
   return tfds.builder_from_directory(next(iter(found.values())))
@@ -162,10 +163,11 @@ def with_dataset_classes(config: ml_collections.ConfigDict) -> ml_collections.Co
   classes = len(info.features['label'].names)
   given = config.model.num_classes
   if given is not None and given != classes:
-    raise ValueError(f'model.num_classes={given} but the prepared dataset {info.name} '
-                     f'({config.data.data_dir or "the TFDS default data_dir"}) has {classes} '
-                     f'classes: set model.num_classes={classes} (or None, to read it from the '
-                     'dataset), or point data.data_dir/builder_config at the dataset you meant.')
+    raise errors.UserError(
+        f'model.num_classes={given} but the prepared dataset {info.name} '
+        f'({config.data.data_dir or "the TFDS default data_dir"}) has {classes} classes: set '
+        f'model.num_classes={classes} (or None, to read it from the dataset), or point '
+        'data.data_dir/builder_config at the dataset you meant.')
   config = config.copy_and_resolve_references()
   config.model.num_classes = classes
   return config
@@ -206,10 +208,10 @@ def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_si
   builder = get_builder(data_config)
   info = builder.info
   if split not in info.splits:
-    raise ValueError(f'{info.name} has no split {split!r}; it has {sorted(info.splits)}.')
+    raise errors.UserError(f'{info.name} has no split {split!r}; it has {sorted(info.splits)}.')
   names = info.features['label'].names
   if len(names) != num_classes:
-    raise ValueError(f'{info.name} has {len(names)} classes but num_classes={num_classes}.')
+    raise errors.UserError(f'{info.name} has {len(names)} classes but num_classes={num_classes}.')
   num_examples = info.splits[split].num_examples
   start, end = process_range(num_examples, process_index, process_count)
   if train and end - start < batch_size:

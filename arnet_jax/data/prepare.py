@@ -16,6 +16,7 @@ import sys
 
 import tensorflow_datasets as tfds
 
+from arnet_jax import errors
 from arnet_jax.data import builders
 from arnet_jax.data import demo
 from arnet_jax.data import parallel_decode
@@ -84,9 +85,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     result = prepare(args)
-  except (sources.ManualDirError, sources.LabelError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  except errors.UserError as e:  # manual_dir, annotations, labels: one message, exit status 2
+    return errors.show(e)
   summary = result.summary() if isinstance(result, report_lib.PrepareReport) else result['summary']
   if isinstance(result, report_lib.PrepareReport) and result.skipped:
     print(result.to_text(), end='')

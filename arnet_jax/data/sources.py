@@ -17,17 +17,19 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from arnet_jax import errors
+
 VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.flv', '.mpg',
                     '.mpeg', '.wmv', '.3gp', '.ogv', '.ts')
 DATASETS = ('activitynet', 'fcvid', 'mini_kinetics', 'custom')
 INPUT_KINDS = ('videos', 'frames')
 
 
-class ManualDirError(ValueError):
+class ManualDirError(errors.UserError):
   """manual_dir is missing, or lacks files the chosen layout needs."""
 
 
-class LabelError(ValueError):
+class LabelError(errors.UserError):
   """An annotation names a class that is not in the class list."""
 
 

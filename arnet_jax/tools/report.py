@@ -30,6 +30,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from arnet_jax import errors
 from arnet_jax.tools import charts, policy_strips
 
 
@@ -141,7 +142,7 @@ def choose_run(runs: Sequence[Run], label: str | None = None) -> Run | None:
     for r in runs:
       if r.label == label:
         return r
-    raise ValueError(f'No run labelled {label!r}; found: {[r.label for r in runs]}.')
+    raise errors.UserError(f'No run labelled {label!r}; found: {[r.label for r in runs]}.')
   for r in with_predictions:
     actions = np.load(r.predictions_path)['actions']
     if actions.size and (actions != actions.reshape(-1, actions.shape[-1])[:1]).any():
@@ -242,7 +243,7 @@ def write_report(workdirs: str | Sequence[str], config: ml_collections.ConfigDic
   os.makedirs(out, exist_ok=True)
   runs = collect_runs(workdirs)
   if not runs:
-    raise FileNotFoundError(f'No eval/metrics.json or results.json under {workdirs}.')
+    raise errors.PathNotFoundError(f'No eval/metrics.json or results.json under {workdirs}.')
   chosen = choose_run(runs, run)
   cfg = None
   if chosen is not None:
@@ -306,6 +307,13 @@ def run_from_flags(f: flags.FlagValues) -> dict:
                       paper_points=f.paper_points, run=f.run, data_dir=f.data_dir)
 
 
+@errors.exit_on_user_error  # a wrong workdir or run label: `error: <message>`, exit status 2
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  run_from_flags(flags.FLAGS)
+
+
 if __name__ == '__main__':
   define_flags()
-  app.run(lambda argv: run_from_flags(flags.FLAGS) and None)
+  app.run(main)
