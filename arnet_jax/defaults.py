@@ -49,6 +49,16 @@ def get_config() -> ml_collections.ConfigDict:
                                 # (torch F.interpolate) or antialiased 'bilinear'
   model.dtype = 'float32'       # compute dtype: float32 | bfloat16 (parameters stay float32)
   model.kernels = 'auto'        # convolution kernels: auto (cpu on a CPU, else xla) | cpu | xla
+  # AdaFocusV2 (model.variant=adafocus_v2, arnet_jax/models/adafocus_v2.py); AR-Net ignores them.
+  model.frame_resolution = 224  # the full frames' side (the patches' source)
+  model.global_backbone = 'mobilenet_v2'  # the glance CNN on the whole frame
+  model.global_resolution = 224  # its input side (the ResNet-50 glance: 96, resized)
+  model.local_backbone = 'resnet50'  # the focus CNN on the patch
+  model.patch_sizes = (128,)    # patch side P: one for every frame, or one per step
+  model.policy_channels = 64    # the policy's 1x1 convolution
+  model.policy_hidden = 2048    # its Dense and GRU
+  model.classifier_hidden = 4096
+  model.frame_order = 'coarse_to_fine'  # coarse_to_fine (the authors') | natural
 
   # --- Initialisation (ImageNet weights via `python -m arnet_jax.tools.import_torch`). ---------
   config.init = init = ml_collections.ConfigDict()
@@ -61,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.batch_size = 48         # global, split over all devices (the original: 48 on 4 GPUs)
   train.momentum = 0.9
   train.weight_decay = 1e-4     # not on biases and BatchNorm parameters
-  train.grad_clip = 20.0        # global gradient norm
+  train.grad_clip = 20.0        # global gradient norm (0: no clipping)
   train.head_lr_mult = 5.0      # Linear layers' weights (the original: 5x)
   train.head_bias_lr_mult = 10.0  # Linear layers' biases (the original: 10x)
   train.lr_schedule = 'step'    # step | cosine
@@ -71,6 +81,12 @@ def get_config() -> ml_collections.ConfigDict:
   train.loss_form = 'paper'     # 'original': unsquared usage norm (use alpha 0.05, beta 3.0)
   train.flops_loss_scale = 1.0  # GFLOPs multiplier in the efficiency loss (tiny networks need
                                 # a larger one for alpha to weigh as it does in the paper)
+  # AdaFocusV2's learning-rate multipliers per part (the authors' stn / global / classifier
+  # ratios); its stage decays every parameter, as the authors' SGD does.
+  train.policy_lr_mult = 0.1
+  train.global_lr_mult = 0.5    # the global CNN and its head
+  train.local_lr_mult = 1.0     # the local CNN and its head
+  train.classifier_lr_mult = 5.0
   train.tau0 = 5.0              # Gumbel-Softmax temperature tau0 * exp(tau_decay * epoch)
   train.tau_decay = -0.045
   train.log_every_steps = 50
@@ -89,9 +105,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval = ev = ml_collections.ConfigDict()
   ev.batch_size = 48            # global
   ev.routing = 'sparse'         # sparse: only the chosen backbone runs; masked: all run
-  ev.buckets = 'binary'         # sparse bucket sizes: binary | pow2 | exact (routing.SparseRouter)
-  ev.max_bucket = 0             # largest bucket in frames, more overflow (0: B_local * T)
+  ev.dispatch = 'auto'          # sparse: device (one program per batch) | host | auto (device)
+  ev.plan = 'auto'              # device buckets: grid | binary | auto (binary on CPU, else grid)
+  ev.grid_steps = 8             # device 'grid' capacities: N * i / grid_steps, i = 1..grid_steps
+  ev.buckets = 'binary'         # host bucket sizes: binary | pow2 | exact (routing.SparseRouter)
+  ev.max_bucket = 0             # host: largest bucket in frames, more overflow (0: B_local * T)
   ev.policy_chunk = 0           # frames per policy CNN call when sparse (0: all; CPU likes ~8)
+  ev.router_batch = 1           # loader batches pooled into one routed call (exact)
   ev.seed = 0                   # for the Random baseline's actions
   ev.report = True              # write the report images at the end of evaluation
   return config
@@ -142,6 +162,8 @@ CHOICES = (
     ('train.lr_schedule', ('step', 'cosine')),
     ('train.loss_form', ('paper', 'original')),
     ('eval.routing', ('sparse', 'masked')),
+    ('eval.dispatch', ('auto', 'device', 'host')),
+    ('eval.plan', ('auto', 'grid', 'binary')),
     ('eval.buckets', ('binary', 'pow2', 'exact')),
     ('data.dtype', ('float32', 'bfloat16')),
     ('data.sampling', ('segment', 'original')),
@@ -171,6 +193,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if _get(config, path) < 0:
       raise ValueError(f'config.{path} must be a number of frames >= 1, or 0 for the whole '
                        f'batch; got {_get(config, path)}.')
+  for path in ('eval.grid_steps', 'eval.router_batch'):
+    if _get(config, path) < 1:
+      raise ValueError(f'config.{path} must be >= 1, got {_get(config, path)}.')
   top = method.input_resolution(config.model)
   if config.data.image_size not in (None, top):
     raise ValueError(f'data.image_size={config.data.image_size} must equal the model\'s top '

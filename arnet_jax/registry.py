@@ -39,6 +39,17 @@ def _nothing_frozen(path: tuple[str, ...]) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class ParamGroup:
+  """An optimiser group: a learning-rate multiplier and whether weight decay applies."""
+  lr_mult: float = 1.0
+  weight_decay: bool = True
+
+  @property
+  def label(self) -> str:
+    return f'lr_x{self.lr_mult:g}' + ('' if self.weight_decay else '_no_decay')
+
+
+@dataclasses.dataclass(frozen=True)
 class Stage:
   """One training stage of a method.
 
@@ -51,6 +62,9 @@ class Stage:
     Gumbel temperature, whether the policy's BatchNorm statistics update).
   starts_from: the stage whose best checkpoint the recipe starts this one from (None: the
     config's `init`).
+  param_group: (config, parameter path) -> its `ParamGroup` (AdaFocus: a learning-rate
+    multiplier per part); None: the library's groups (`train.param_labels`: Linear heads at
+    `train.head_lr_mult` / `head_bias_lr_mult`, no decay on biases and BatchNorm).
   """
   name: str
   loss: LossFn
@@ -58,6 +72,7 @@ class Stage:
   module: Callable[[Any], Any] = lambda model: model
   apply_kwargs: Callable[[ml_collections.ConfigDict, Any], dict] = lambda config, epoch: {}
   starts_from: str | None = None
+  param_group: Callable[[ml_collections.ConfigDict, tuple[str, ...]], ParamGroup] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +161,7 @@ def _builtin() -> None:
   if not _builtin_loaded:
     _builtin_loaded = True
     importlib.import_module('arnet_jax.methods.arnet')  # registers itself
+    importlib.import_module('arnet_jax.methods.adafocus_v2')
 
 
 def names() -> tuple[str, ...]:

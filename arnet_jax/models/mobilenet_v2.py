@@ -1,6 +1,7 @@
 """MobileNetV2 feature extractor in torchvision's layout (the AR-Net policy CNN).
 
 `[N, H, W, 3] -> [N, F]` pooled features, F = 1280 at width 1.0.
+`pool=False`: the last feature map `[N, h, w, F]` instead (AdaFocus's global CNN).
 
 Names follow torchvision's `features.i...` with '.' -> '_': `features_0` is the stem
 (`conv`/`bn` = torchvision `features.0.0`/`.1`); inverted residual `features_i` holds `conv_j`
@@ -88,6 +89,7 @@ class MobileNetV2(nn.Module):
   last_channel: int | None = None  # torchvision: 1280 * max(1, width)
   setting: Sequence[Sequence[int]] = INVERTED_RESIDUAL_SETTING
   dtype: Any = jnp.float32
+  pool: bool = True  # False: the last feature map `[N, h, w, F]` instead of its average
 
   @property
   def num_features(self) -> int:
@@ -106,7 +108,7 @@ class MobileNetV2(nn.Module):
                              **kw)(x, train)
         index += 1
     x = ConvBNReLU(self.num_features, 1, name=f'features_{index}', **kw)(x, train)
-    return layers.GlobalAvgPool(name='avgpool')(x)
+    return layers.GlobalAvgPool(name='avgpool')(x) if self.pool else x
 
 
 def mobilenet_v2(*, width_multiplier: float = 1.0, depth_multiplier: float = 1.0,

@@ -1,6 +1,7 @@
 """ResNet-18/34/50 feature extractors in torchvision's layout.
 
 `[N, H, W, 3] -> [N, F]` pooled features, F = 512 (basic blocks) or 2048 (bottlenecks) at width 64.
+`pool=False`: the last feature map `[N, h, w, F]` instead (AdaFocus's global CNN).
 
 Parameter names follow torchvision with '.' -> '_' (`layer2_0/downsample_0/kernel` is
 `layer2.0.downsample.0.weight`), so a converter maps them one to one. Width (`base_width`) and
@@ -77,6 +78,7 @@ class ResNet(nn.Module):
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   base_width: int = 64
   dtype: Any = jnp.float32
+  pool: bool = True  # False: the last feature map `[N, h, w, F]` instead of its average
 
   @property
   def num_features(self) -> int:
@@ -100,7 +102,7 @@ class ResNet(nn.Module):
             dtype=self.dtype,
             name=f'layer{stage + 1}_{i}')(x, train)
         in_features = features * block_cls.expansion
-    return layers.GlobalAvgPool(name='avgpool')(x)
+    return layers.GlobalAvgPool(name='avgpool')(x) if self.pool else x
 
 
 def resnet(arch: str, *, width_multiplier: float = 1.0, depth_multiplier: float = 1.0,

@@ -8,6 +8,11 @@ Kinds (what the file holds -> what is written):
   `new_fc_list.i`, `linear`, `lite_fc`) -> the ARNet variables of --config (default
   configs/activitynet.py). arnet_efficientnet: the same with EfficientNet backbones (default
   configs/activitynet_efficientnet.py).
+- adafocus_v2: an AdaFocusV2 checkpoint of the authors' `main_v2.py` (`global_CNN`,
+  `global_CNN_fc`, `local_CNN`, `local_CNN_fc`, `policy_stn`, `classifier`) -> the AdaFocusV2
+  variables of --config (default configs/adafocus_v2.py; the ResNet-50 glance:
+  `--config=configs/adafocus_v2.py:global=resnet50`); the number of steps (data.num_frames)
+  and of classes come from the checkpoint.
 - tsn: `base_model` + `new_fc` (the original TSN baselines and per-resolution warm-up
   checkpoints) -> a Classifier {features, head}; the backbone is --arch or inferred from the keys.
 - resnet18/34/50/101, mobilenet_v2, efficientnet_b0..b3: torchvision / efficientnet_pytorch
@@ -40,19 +45,21 @@ from absl import app, flags
 from flax import traverse_util
 from ml_collections import config_flags
 
-from arnet_jax import checkpoint, defaults, models, registry
+from arnet_jax import checkpoint, defaults, errors, models, registry
 from arnet_jax.models import efficientnet, resnet
 from arnet_jax.tools import torch_names
 from arnet_jax.tools.torch_names import Mount
 
 BACKBONE_KINDS = models.BACKBONES
-KINDS = ('arnet', 'arnet_efficientnet', 'tsn', *BACKBONE_KINDS)
-DEFAULT_CONFIGS = {'arnet': 'activitynet.py', 'arnet_efficientnet': 'activitynet_efficientnet.py'}
+KINDS = ('arnet', 'arnet_efficientnet', 'adafocus_v2', 'tsn', *BACKBONE_KINDS)
+DEFAULT_CONFIGS = {'arnet': 'activitynet.py', 'arnet_efficientnet': 'activitynet_efficientnet.py',
+                   'adafocus_v2': 'adafocus_v2.py'}
+METHOD_KINDS = tuple(DEFAULT_CONFIGS)  # kinds read into a configured model (--config)
 _REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), 'configs')
 
 
-class ConversionError(ValueError):
+class ConversionError(errors.UserError):
   """The checkpoint cannot become the requested variables; the message says why."""
 
 
@@ -233,18 +240,26 @@ def arnet_plan(model_config: ml_collections.ConfigDict, keys) -> Plan:
 
 
 def infer_num_classes(state: Mapping[str, np.ndarray]) -> int | None:
-  for key in ('new_fc_list.0.weight', 'new_fc.weight', 'lite_fc.weight'):
+  for key in ('new_fc_list.0.weight', 'new_fc.weight', 'lite_fc.weight', 'local_CNN_fc.1.weight'):
     if key in state:
       return int(state[key].shape[0])
   return None
 
 
+def _adafocus_steps(state: Mapping[str, np.ndarray]) -> int | None:
+  from arnet_jax.methods import adafocus_v2  # pylint: disable=g-import-not-at-top
+  return adafocus_v2.checkpoint_steps(state)
+
+
 def default_config(kind: str) -> ml_collections.ConfigDict:
-  """configs/activitynet.py (or _efficientnet) from the checkout, else the same built in."""
+  """configs/activitynet.py (or _efficientnet, adafocus_v2) from the checkout, else the same
+  built in."""
   path = os.path.join(_REPO_CONFIGS, DEFAULT_CONFIGS[kind])
   if os.path.isfile(path):
     return defaults.load_config(path)
   config = defaults.get_config()
+  if kind == 'adafocus_v2':  # the defaults' AdaFocusV2 fields are the paper's
+    config.model.variant = 'adafocus_v2'
   if kind == 'arnet_efficientnet':
     config.model.backbones = ('efficientnet_b3', 'efficientnet_b1', 'efficientnet_b0')
   return config
@@ -258,13 +273,22 @@ def convert_state_dict(state: Mapping[str, np.ndarray], kind: str, *,
     raise ConversionError(f'Unknown --kind={kind!r}; choose one of {", ".join(KINDS)}.')
   shapes = {k: v.shape for k, v in state.items()}
   meta: dict[str, Any] = {'kind': kind, 'config': None}
-  if kind in ('arnet', 'arnet_efficientnet'):
+  if kind in METHOD_KINDS:
     config = (config or default_config(kind)).copy_and_resolve_references()
+    if (kind == 'adafocus_v2') != (config.model.variant == 'adafocus_v2'):
+      raise ConversionError(f'--kind={kind} does not fit the config\'s model.variant='
+                            f'{config.model.variant}; give a config of that method (the '
+                            f'default for this kind: configs/{DEFAULT_CONFIGS[kind]}).')
     num_classes = infer_num_classes(state)
     if num_classes is not None and num_classes != config.model.num_classes:
       log(f'The checkpoint has {num_classes} classes: model.num_classes '
           f'{config.model.num_classes} -> {num_classes}.')
       config.model.num_classes = num_classes
+    steps = _adafocus_steps(state) if kind == 'adafocus_v2' else None
+    if steps is not None and steps != config.data.num_frames:
+      log(f'The checkpoint has {steps} steps: data.num_frames {config.data.num_frames} -> '
+          f'{steps}.')
+      config.data.num_frames = steps
     plan = arnet_plan(config.model, state)
     meta.update(config=config.to_dict(), num_classes=config.model.num_classes)
   elif kind == 'tsn':
@@ -296,8 +320,9 @@ def import_checkpoint(src: str, kind: str, out: str, *,
   out = os.path.abspath(os.path.expanduser(out))
   if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
     raise FileExistsError(f'{out} exists and is not an empty directory; choose a new one.')
-  if config is not None and kind not in ('arnet', 'arnet_efficientnet'):
-    log(f'--config is used by the arnet kinds only; ignored for --kind={kind}.')
+  if config is not None and kind not in METHOD_KINDS:
+    log(f'--config is used by the {", ".join(METHOD_KINDS)} kinds only; ignored for '
+        f'--kind={kind}.')
   variables, meta = convert_state_dict(load_state_dict(src, allow_pickle), kind, config=config,
                                        arch=arch, log=log)
   meta = {'source': os.path.abspath(src), **meta}
@@ -316,8 +341,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_bool('allow_pickle', False, 'Let torch.load unpickle arbitrary Python objects '
                     '(only for files you trust).', **kw)
   config_flags.DEFINE_config_file(
-      'config', None, 'Experiment config (arnet kinds); default configs/activitynet.py, or '
-      'configs/activitynet_efficientnet.py for --kind=arnet_efficientnet.', lock_config=True,
+      'config', None, 'Experiment config (arnet and adafocus_v2 kinds); default '
+      'configs/activitynet.py, configs/activitynet_efficientnet.py for '
+      '--kind=arnet_efficientnet, configs/adafocus_v2.py for --kind=adafocus_v2.', lock_config=True,
       **kw)
   flags.mark_flags_as_required(['src', 'kind', 'out'], flag_values=flag_values)
 
@@ -327,9 +353,8 @@ def run_from_flags(f: flags.FlagValues) -> int:
   try:
     path = import_checkpoint(f.src, f.kind, f.out, config=f.config, arch=f.arch,
                              allow_pickle=f.allow_pickle)
-  except (ConversionError, FileExistsError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  except (ConversionError, FileExistsError, FileNotFoundError) as e:  # the user's input
+    return errors.show(e)
   print(f'Wrote {path}')
   return 0
 

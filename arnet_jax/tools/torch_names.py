@@ -12,13 +12,18 @@ docstrings), so one rule per architecture maps a variable path to a torch key:
   LSTM    lstm_ih/kernel, lstm_ih/bias      rnn.weight_ih (transposed), rnn.bias_ih + rnn.bias_hh
           lstm_hh                           rnn.weight_hh (transposed)
                                             (the gate order is torch's i, f, g, o in both)
+  GRU     gru/ih/kernel, gru/ih/bias        gru.weight_ih_l0 (transposed), gru.bias_ih_l0
+          gru/hh/kernel, gru/hh/bias        gru.weight_hh_l0 (transposed), gru.bias_hh_l0
+                                            (torch.nn.GRU's layer 0, gates r, z, n in both; the
+                                            biases stay apart: b_hn is gated by r)
 
 Leaves: kernel/scale -> weight, bias -> bias, BatchNorm batch_stats mean/var -> running_mean/var.
 Layouts: 'conv' torch [O, I/groups, kh, kw] <-> ours [kh, kw, I/groups, O] (a depthwise
 [C, 1, k, k] becomes [k, k, 1, C]); 'dense' torch [out, in] <-> ours [in, out]; 'vector' as is.
 
 A *mount* attaches a torch key prefix to a subtree of our variables and says what is there: a
-backbone architecture, 'linear', 'lstm_ih' or 'lstm_hh'.
+backbone architecture, 'linear' (any module with weight/bias, BatchNorm statistics), 'lstm_ih',
+'lstm_hh', 'gru_ih' or 'gru_hh'.
 """
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ class Mount:
   """Our variables under `ours` come from torch keys under `torch` (a module name)."""
   ours: tuple[str, ...]
   torch: str
-  what: str  # a backbone architecture, 'linear', 'lstm_ih' or 'lstm_hh'
+  what: str  # a backbone architecture, 'linear', 'lstm_ih', 'lstm_hh', 'gru_ih' or 'gru_hh'
 
 
 def to_ours(value: np.ndarray, layout: str) -> np.ndarray:
@@ -110,6 +115,9 @@ def source(mount: Mount, rest: Sequence[str], ndim: int, naming: str = 'nested')
   if mount.what == 'lstm_hh':
     return Source((f'{t}.weight_hh',), 'dense')
   leaf = rest[-1]
+  if mount.what in ('gru_ih', 'gru_hh'):  # torch.nn.GRU's layer 0: weight_ih_l0, bias_hh_l0, ...
+    kind = 'weight' if leaf == 'kernel' else 'bias'
+    return Source((f'{t}.{kind}_{mount.what[4:]}_l0',), 'dense' if leaf == 'kernel' else 'vector')
   if mount.what == 'lstm_ih':
     if leaf == 'bias':
       return Source((f'{t}.bias_ih', f'{t}.bias_hh'), 'vector')

@@ -1,0 +1,89 @@
+"""Differentiable patch cropping (AdaFocusV2's crop) and align-corners bilinear resizing.
+
+Shape letters: N images, H x W an image, C channels, P the patch side.
+
+`crop_patches(frames, corners, P)` is the authors' `affine_grid` + `grid_sample` (bilinear, zero
+padding, align_corners=False) with a pure translation: for a normalised top-left corner
+a = (a_y, a_x) in [0, 1]^2 the patch origin is y1 = a_y (H - P), x1 = a_x (W - P), unrounded,
+and
+
+    patch[i, j] = bilinear(frame, y1 + i, x1 + j),   i, j = 0 .. P - 1.
+
+Every patch pixel has the same fractional offset (fy, fx) = (y1 - floor(y1), x1 - floor(x1)),
+so the patch is the weighted sum of 4 integer-offset P x P windows (the 4 bilinear neighbours):
+one (P + 1) x (P + 1) window per image (`lax.dynamic_slice`, a gather under `vmap`), then two
+linear blends. The weights carry the gradient to the corner, which is grid_sample's gradient.
+The frame is padded with one row and column of zeros at the bottom and right: a corner of 1
+puts the last pixel exactly on the frame's edge, where the outer neighbour (weight 0, zero
+padding) still enters the gradient, as in grid_sample.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+def patch_origin(corners: jax.Array, height: int, width: int, size: int) -> jax.Array:
+  """`[..., 2]` normalised corners (a_y, a_x) in [0, 1] -> `[..., 2]` pixel origins (y1, x1)."""
+  scale = jnp.asarray([height - size, width - size], corners.dtype)
+  return corners * scale
+
+
+def crop_patches(frames: jax.Array, corners: jax.Array, size: int) -> jax.Array:
+  """Bilinear `size` x `size` patches at fractional offsets (see the module docstring).
+
+  Args:
+    frames: `[N, H, W, C]`, H and W >= size.
+    corners: `[N, 2]` normalised top-left corners (a_y, a_x) in [0, 1] (the policy's sigmoid
+      output, or uniform random ones); outside [0, 1] the windows would be clamped.
+    size: the patch side P.
+
+  Returns: `[N, P, P, C]` in the frames' dtype; differentiable in `frames` and `corners`.
+  """
+  n, h, w, c = frames.shape
+  if corners.shape != (n, 2):
+    raise ValueError(f'corners must be [N, 2] = {(n, 2)} for frames {frames.shape}, got '
+                     f'{corners.shape}')
+  if not 0 < size <= min(h, w):
+    raise ValueError(f'patch size {size} must be in 1 .. {min(h, w)} for {h} x {w} frames')
+  origin = patch_origin(corners.astype(jnp.promote_types(corners.dtype, jnp.float32)), h, w, size)
+  top_left = jnp.floor(lax.stop_gradient(origin))
+  frac = (origin - top_left).astype(frames.dtype)  # [N, 2], carries the corner's gradient
+  start = top_left.astype(jnp.int32)
+  padded = jnp.pad(frames, ((0, 0), (0, 1), (0, 1), (0, 0)))
+  window = jax.vmap(lambda image, y, x: lax.dynamic_slice(
+      image, (y, x, jnp.zeros_like(y)), (size + 1, size + 1, c)))(padded, start[:, 0], start[:, 1])
+  fy, fx = frac[:, 0, None, None, None], frac[:, 1, None, None, None]
+  rows = (1 - fy) * window[:, :-1] + fy * window[:, 1:]      # [N, P, P + 1, C]
+  return (1 - fx) * rows[:, :, :-1] + fx * rows[:, :, 1:]    # [N, P, P, C]
+
+
+@functools.lru_cache(maxsize=None)
+def _align_corners_matrix(size_in: int, size_out: int) -> np.ndarray:
+  """`[out, in]` linear interpolation weights, source position i (in - 1) / (out - 1)."""
+  if size_out == 1:
+    position = np.zeros(1)
+  else:
+    position = np.arange(size_out) * (size_in - 1) / (size_out - 1)
+  low = np.minimum(np.floor(position).astype(int), size_in - 1)
+  high = np.minimum(low + 1, size_in - 1)
+  frac = position - low
+  matrix = np.zeros((size_out, size_in))
+  np.add.at(matrix, (np.arange(size_out), low), 1 - frac)
+  np.add.at(matrix, (np.arange(size_out), high), frac)
+  return matrix.astype(np.float32)
+
+
+def resize_align_corners(frames: jax.Array, size: int) -> jax.Array:
+  """`[N, H, W, C] -> [N, size, size, C]`: torch's `F.interpolate(mode='bilinear',
+  align_corners=True)` (no antialiasing), as AdaFocusV2 makes its ResNet-50 glance input."""
+  _, h, w, _ = frames.shape
+  if (h, w) == (size, size):
+    return frames
+  rows = jnp.asarray(_align_corners_matrix(h, size), frames.dtype)
+  cols = jnp.asarray(_align_corners_matrix(w, size), frames.dtype)
+  return jnp.einsum('oh,nhwc,pw->nopc', rows, frames, cols)

@@ -1,0 +1,271 @@
+"""AdaFocusV2: the coarse-to-fine frame order, a policy that always gives a valid corner, no
+gradient from the policy into the global CNN, the authors' loss and learning-rate groups, a train
+step that learns, deterministic evaluation, the authors' GFLOPs, and the registry entry trained
+and evaluated end to end on the tiny demo data."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import random_variables, tiny_train_config
+from flax import traverse_util
+
+from arnet_jax import defaults, flops, losses, models, parallel, registry, train
+from arnet_jax.methods import adafocus_v2 as method
+from arnet_jax.models import adafocus_v2 as adafocus
+
+CONFIGS_DIR = os.path.join(os.path.dirname(__file__), '..', 'configs')
+T = 4
+
+
+def tiny_adafocus_model_config(**overrides):
+  """AdaFocusV2 at toy width and size; ResNet-18s (the quickest to compile) glance and focus,
+  as the AR-Net train tests use ResNet-18s (the GFLOPs tests count the paper's networks)."""
+  model = defaults.get_config().model
+  model.update(variant='adafocus_v2', num_classes=4, frame_resolution=32, global_resolution=24,
+               global_backbone='resnet18', local_backbone='resnet18',
+               patch_sizes=(16,), policy_channels=4, policy_hidden=8, classifier_hidden=16,
+               width_multiplier=0.125, depth_multiplier=0.34, dropout=0.0)
+  model.update(overrides)
+  return model
+
+
+def with_tiny_adafocus(config, **overrides):
+  """`config` training a tiny AdaFocusV2 for 2 epochs (of 3 steps on the tiny demo data)."""
+  config.model = tiny_adafocus_model_config(**overrides)
+  config.stage = 'joint'
+  config.train.update(lr_schedule='cosine', grad_clip=0.0)
+  config.joint = defaults.stage_settings(lr=0.05, num_epochs=2)
+  return config
+
+
+def tiny_adafocus_config(**overrides):
+  return with_tiny_adafocus(defaults.get_config(), **overrides)
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  """A tiny model, a learnable toy batch (the class is the frames' brightness) and variables."""
+  model = models.create_model(tiny_adafocus_model_config())
+  rng = np.random.default_rng(0)
+  labels = np.arange(8) % 4
+  video = rng.normal(size=(8, T, 32, 32, 3)).astype(np.float32) + labels[:, None, None, None,
+                                                                       None]
+  return model, jnp.asarray(video), jnp.asarray(labels), random_variables(model, video[:1])
+
+
+# --- Frame order. --------------------------------------------------------------------------------
+
+def test_sixteen_frames_are_read_in_the_authors_coarse_to_fine_order():
+  assert adafocus.coarse_to_fine_order(16) == (7, 0, 15, 3, 11, 1, 5, 9, 13, 2, 4, 6, 8, 10,
+                                               12, 14)
+
+
+@pytest.mark.parametrize('num_frames', [3, 4, 5, 8, 12, 25, 32])
+def test_any_number_of_frames_is_read_middle_first_last_then_each_other_once(num_frames):
+  order = adafocus.coarse_to_fine_order(num_frames)
+  assert order[:3] == ((num_frames - 1) // 2, 0, num_frames - 1)
+  assert sorted(order) == list(range(num_frames))
+
+
+def test_one_or_two_frames_are_each_read_once():
+  assert adafocus.coarse_to_fine_order(1) == (0,)
+  assert adafocus.coarse_to_fine_order(2) == (0, 1)
+  assert adafocus.coarse_to_fine_order(4) == (1, 0, 3, 2)
+
+
+def test_the_natural_order_reads_frames_in_time():
+  assert adafocus.frame_indices('natural', 5) == (0, 1, 2, 3, 4)
+
+
+# --- Policy. -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('scale', [1.0, 1e4])
+def test_the_policy_gives_a_valid_corner_for_any_input(scale):
+  policy = adafocus.FocusPolicy(channels=4, hidden=8)
+  maps = scale * jax.random.normal(jax.random.key(0), (3, 5, 2, 2, 6))
+  variables = random_variables(policy, maps)
+  apply = jax.jit(lambda v, x: (policy.apply(v, x),
+                                policy.apply(v, x, True, mutable=['batch_stats'])[0]))
+  for corners in apply(variables, maps):  # running and batch statistics
+    assert corners.shape == (3, 5, 2)
+    assert np.all((np.asarray(corners) >= 0) & (np.asarray(corners) <= 1))
+
+
+def test_the_policy_is_causal_over_the_steps():
+  policy = adafocus.FocusPolicy(channels=4, hidden=8)
+  maps = jax.random.normal(jax.random.key(0), (2, 5, 2, 2, 6))
+  variables = random_variables(policy, maps)
+  changed = maps.at[:, 3:].set(7.0)  # later steps differ; running statistics, so no batch mix
+  apply = jax.jit(policy.apply)
+  before, after = apply(variables, maps), apply(variables, changed)
+  np.testing.assert_allclose(before[:, :3], after[:, :3], rtol=1e-6)
+  assert not np.allclose(before[:, 3:], after[:, 3:])
+
+
+def test_the_policys_gradient_does_not_reach_the_global_cnn_through_its_input(tiny):
+  model, video, _, variables = tiny
+
+  def corner_sum(params):
+    out, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, video,
+                         train=True, mutable=['batch_stats'],
+                         rngs={'gumbel': jax.random.key(0), 'dropout': jax.random.key(1)})
+    return out['policy_corners'].sum()
+  grads = jax.jit(jax.grad(corner_sum))(variables['params'])
+  global_cnn = jax.tree.leaves(grads['backbone_0'])
+  assert global_cnn and all(np.all(np.asarray(g) == 0) for g in global_cnn)
+  assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads['policy']))
+
+
+# --- Loss and optimiser. -------------------------------------------------------------------------
+
+def test_the_loss_is_half_the_policy_pass_plus_half_the_random_pass():
+  rng = np.random.default_rng(0)
+  logits = {k: jnp.asarray(rng.normal(size=(2, 3, 4))) for k in (
+      'step_logits', 'global_logits', 'local_logits', 'random_step_logits',
+      'random_local_logits')}
+  labels = jnp.asarray([1, 3])
+  loss, parts = method.adafocus_v2_loss(logits, labels, None)
+  ce = {k: float(np.mean([losses.cross_entropy(v[:, t], labels) for t in range(3)]))
+        for k, v in logits.items()}  # every step's CE, averaged over B x T
+  want = 0.5 * (ce['step_logits'] + ce['global_logits'] + ce['local_logits']) + 0.5 * (
+      ce['random_step_logits'] + ce['global_logits'] + ce['random_local_logits'])
+  assert float(loss) == pytest.approx(want, rel=1e-6)
+  assert float(parts['ce_random_local']) == pytest.approx(ce['random_local_logits'], rel=1e-6)
+
+
+def test_each_part_takes_its_learning_rate_multiplier_and_every_parameter_decays(tiny):
+  model, video, _, variables = tiny
+  config = tiny_adafocus_config()
+  params = variables['params']
+  labels = traverse_util.flatten_dict(train.param_labels(params, config), sep='/')
+  assert labels['policy/gru/hh/kernel'] == 'lr_x0.1'
+  assert labels['backbone_0/features/bn1/scale'] == 'lr_x0.5'
+  assert labels['backbone_0/head/bias'] == 'lr_x0.5'
+  assert labels['backbone_1/features/conv1/kernel'] == 'lr_x1'
+  assert labels['classifier/head_3/kernel'] == 'lr_x5'
+  # One SGD step of gradient 1 from zero momentum: -lr * mult * (1 + weight_decay * param).
+  tx = train.create_optimizer(config, params, steps_per_epoch=3)
+  updates, _ = jax.jit(lambda p: tx.update(jax.tree.map(jnp.ones_like, p), tx.init(p), p))(params)
+  flat_updates = traverse_util.flatten_dict(updates, sep='/')
+  flat_params = traverse_util.flatten_dict(params, sep='/')
+  for name, mult in (('policy/fc/bias', 0.1), ('backbone_0/head/kernel', 0.5),
+                     ('backbone_1/features/bn1/scale', 1.0), ('classifier/fc_bn/bias', 5.0)):
+    np.testing.assert_allclose(flat_updates[name], -0.05 * mult * (1 + 1e-4 * flat_params[name]),
+                               rtol=1e-5, err_msg=name)
+
+
+def test_a_train_step_on_toy_data_lowers_the_loss(tiny):
+  model, video, labels, variables = tiny
+  # The step of the end-to-end test below (same config, 3 steps per epoch, batch shapes): it
+  # compiles once for both, through the session's compilation cache.
+  config = tiny_adafocus_config()
+  mesh = parallel.make_mesh()
+  tx = train.create_optimizer(config, variables['params'], steps_per_epoch=3)
+  state = train.TrainState(jnp.zeros((), jnp.int32), variables['params'],
+                           variables['batch_stats'], jax.jit(tx.init)(variables['params']))
+  table = flops.cost_table(config.model)
+  step = train.make_train_step(model, tx, config, np.asarray(table.action_gflops), mesh,
+                               steps_per_epoch=3)
+  batch = parallel.shard_batch(mesh, {'video': video, 'label': labels})
+  first = jax.tree.map(np.asarray, state.params)
+  history = []
+  for _ in range(6):  # the same batch and key: the same random patches every step
+    state, metrics = step(state, batch, jax.random.key(3))
+    history.append(float(metrics['loss']))
+  assert history[-1] < 0.8 * history[0], history
+  assert {'ce_steps', 'ce_global', 'ce_local', 'ce_random_steps', 'ce_random_local'} <= set(
+      metrics)
+  assert float(metrics['gflops_per_frame']) == pytest.approx(table.action_gflops[0])
+  for part in ('backbone_0', 'backbone_1', 'policy', 'classifier'):  # every part learns
+    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(first[part]),
+                                              jax.tree.leaves(jax.device_get(state.params[part]))))
+
+
+# --- Evaluation. ---------------------------------------------------------------------------------
+
+def test_evaluation_is_deterministic_and_predicts_with_the_last_steps_head(tiny):
+  model, video, _, variables = tiny
+  forward = registry.masked_inference(model, None)  # as the evaluator calls it (the end-to-end
+  first = forward(variables, video[:4], rng=jax.random.key(5))  # test's batches of 4)
+  second = forward(variables, video[:4], rng=jax.random.key(6))
+  for key in ('logits', 'step_logits', 'corners', 'actions', 'decided'):
+    np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+  np.testing.assert_array_equal(first['logits'], first['step_logits'][:, -1])
+  assert first['actions'].shape == (4, T, 1) and bool(first['decided'].all())
+  assert 'random_step_logits' not in first
+
+
+# --- GFLOPs. -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('global_backbone,resolution,patch,gflops', [
+    ('mobilenet_v2', 224, 96, 1.1010), ('mobilenet_v2', 224, 128, 1.6848),
+    ('mobilenet_v2', 224, 160, 2.4355), ('mobilenet_v2', 224, 192, 3.3531),
+    ('resnet50', 96, 96, 1.5474), ('resnet50', 96, 128, 2.1313), ('resnet50', 96, 160, 2.8820),
+])
+def test_gflops_per_frame_are_the_authors(global_backbone, resolution, patch, gflops):
+  config = defaults.load_config(os.path.join(
+      CONFIGS_DIR, f'adafocus_v2.py:patch={patch},global={global_backbone}'))
+  assert config.model.global_resolution == resolution
+  table = flops.cost_table(config.model)
+  assert table.action_names == (f'glance+focus@{patch}',)
+  assert table.action_gflops[0] + table.policy_gflops == pytest.approx(gflops, rel=0.02)
+  assert table.action_gflops[0] + table.policy_gflops == pytest.approx(gflops, abs=1e-4)
+
+
+def test_the_parts_of_a_frames_gflops_are_the_papers():
+  config = defaults.load_config(os.path.join(CONFIGS_DIR, 'adafocus_v2.py:patch=128'))
+  table = flops.cost_table(config.model)
+  assert table.policy_cnn_gflops == pytest.approx(0.2995 + 1280 * 200 / 1e9, abs=1e-4)
+  assert table.action_gflops[0] == pytest.approx(1.335 + 0.0150, abs=1e-3)  # + classifier
+  assert table.lstm_gflops == pytest.approx((1280 * 64 * 49 + 3136 * 2048 + 6 * 2048 ** 2
+                                             + 2048 * 2) / 1e9, rel=1e-9)
+
+
+def test_per_step_patch_sizes_are_actions_with_their_own_costs_and_patches():
+  config = tiny_adafocus_model_config(patch_sizes=(16, 8, 16, 8))
+  table = flops.cost_table(config)
+  assert table.action_names == ('glance+focus@16', 'glance+focus@8')
+  assert table.action_gflops[0] > table.action_gflops[1]
+  mixed = models.create_model(config)
+  video = jax.random.normal(jax.random.key(0), (2, T, 32, 32, 3))
+  variables = random_variables(mixed, video)
+  corners = jax.random.uniform(jax.random.key(1), (2, T, 2))  # forced: not the policy's
+  forward = lambda model: jax.jit(lambda v, x, c: model.apply(v, x, corners=c))(
+      variables, video, corners)
+  out = forward(mixed)
+  np.testing.assert_array_equal(out['actions'][0], [[1, 0], [0, 1], [1, 0], [0, 1]])
+  np.testing.assert_array_equal(out['corners'], corners)
+  assert not np.allclose(out['policy_corners'], corners)
+  # Steps 1 and 3 read 8 x 8 patches: as in a model of 8 x 8 patches only.
+  want = forward(mixed.clone(patch_sizes=(8,)))
+  np.testing.assert_allclose(out['local_logits'][:, 1::2], want['local_logits'][:, 1::2],
+                             atol=1e-5)
+  assert not np.allclose(out['local_logits'][:, ::2], want['local_logits'][:, ::2], atol=1e-3)
+
+
+def test_bad_adafocus_settings_are_refused_before_anything_runs():
+  config = tiny_adafocus_config(patch_sizes=(40,))
+  with pytest.raises(ValueError, match=r'model.patch_sizes=\(40,\).*frame_resolution=32'):
+    defaults.validate(config)
+  config = tiny_adafocus_config(global_backbone='efficientnet_b0')
+  with pytest.raises(ValueError, match='model.global_backbone'):
+    defaults.validate(config)
+  config = tiny_adafocus_config(frame_order='random')
+  with pytest.raises(ValueError, match='model.frame_order must be one of'):
+    defaults.validate(config)
+
+
+# --- The registry entry, end to end. -------------------------------------------------------------
+
+def test_the_registry_entry_trains_and_evaluates_on_the_demo_data(demo_data_dir, tmp_path):
+  config = with_tiny_adafocus(tiny_train_config(demo_data_dir))
+  config.data.image_size, config.data.num_frames = 32, T  # the demo's 64 px crops resized
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert metrics['num_videos'] == 12
+  assert metrics['action_usage'] == {'glance+focus@16': 1.0}
+  table = flops.cost_table(config.model)
+  assert metrics['gflops_per_frame'] == pytest.approx(table.action_gflops[0]
+                                                      + table.policy_gflops)
+  assert metrics['gflops_per_video'] == pytest.approx(T * metrics['gflops_per_frame'])
