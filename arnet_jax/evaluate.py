@@ -9,17 +9,23 @@ report tool draws from it) and TensorBoard scalars.
 
 The forward is the method's inference (its registry entry). For AR-Net, `eval.routing`:
 'sparse' (default) decides every frame's action first and runs each backbone only on the frames
-routed to it, in buckets of static sizes (`arnet_jax.models.routing`); 'masked' runs every
-backbone on every frame in one jit (the training forward). Both give the same decisions and, up
-to float error, the same logits. Methods with nothing to route (the LSTM baseline) run masked.
-metrics.json says which ran (`routing`), how many XLA compilations a full evaluation causes from
-a cold start (`compilations`) and, for sparse routing, the share of bucket slots that were
-padding (`padding_waste`) and each backbone's frames (`bucket_use`). Per-action mAP needs every
+routed to it, in buckets of static sizes (`arnet_jax.models.routing`): with `eval.dispatch`
+'device' (default) all of it is one device program per batch shape, with 'host' the bucket sizes
+are planned on the host. 'masked' runs every backbone on every frame in one jit (the training
+forward). Both give the same decisions and, up to float error, the same logits. Methods with
+nothing to route (the LSTM baseline) run masked. `eval.router_batch` pools loader batches into
+one call; the next call is dispatched before the last one's outputs are read.
+metrics.json says which ran (`routing`, `dispatch`), how many XLA compilations a full evaluation
+causes from a cold start (`compilations`) and how many this one made after its first call
+(`compilations_after_first_batch`: 0 when every call had one shape), and, for sparse routing,
+dispatches and host syncs per call, the share of bucket slots that were padding
+(`padding_waste`) and each backbone's frames (`bucket_use`). Per-action mAP needs every
 resolution action's logits on every frame, which sparse AR-Net routing does not compute:
 `mAP_per_action` is there under masked compute, Uniform and Multi-Scale.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -30,7 +36,7 @@ import tqdm
 from absl import logging
 
 from arnet_jax import checkpoint as ckpt_lib
-from arnet_jax import defaults, flops, metrics, models, parallel, registry
+from arnet_jax import compilation, defaults, errors, flops, metrics, models, parallel, registry
 from arnet_jax.models import kernels
 
 
@@ -56,7 +62,12 @@ class Evaluator:
     return prediction(self.forward(variables, video, rng=rng, valid=mask > 0))
 
   def run(self, variables: dict, *, step: int | None = None, writer=None) -> dict:
-    """-> {'metrics': {...}, 'predictions': {...}} over the whole evaluation split."""
+    """-> {'metrics': {...}, 'predictions': {...}} over the whole evaluation split.
+
+    `eval.router_batch` loader batches are pooled into one call (the last pool is filled with
+    padding videos, so every call has one shape); call i + 1 is dispatched before the outputs of
+    call i are read, so the host's work overlaps the device's.
+    """
     from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
     config, mesh = self.config, self.mesh
     processes = jax.process_count()
@@ -65,24 +76,33 @@ class Evaluator:
         config.data, config.data.eval_split, batch_size=local_batch, train=False,
         num_classes=config.model.num_classes)
     steps = data_lib.eval_steps(num_examples, local_batch, processes)
+    pool = config.eval.router_batch
     if self.router:
       self.router.stats.reset()
     shapes = set()  # masked compute compiles once per batch shape
-    collected = []
+    collected, pending = [], None
+    compiles = compilation.CompileCounter()
     bar = progress_bar(steps, 0, 'eval', jax.process_index() == 0)
-    for i, batch in enumerate(eval_iter):
+    for i, batch in enumerate(pooled(eval_iter, pool, steps)):
       batch = parallel.shard_batch(mesh, batch)
       video = batch.pop('video')
       shapes.add((video.shape, video.dtype))
-      out = self.predict(variables, video, i, batch['mask'])
-      collected.append(parallel.to_host({**out, **batch}))
-      bar.update(1)
+      out = {**self.predict(variables, video, i, batch['mask']), **batch}
+      if pending is not None:
+        collected.append(parallel.to_host(pending))
+      else:
+        compiles.mark()  # what the first call compiled
+      pending = out
+      bar.update(min(pool, steps - i * pool))
+    collected.append(parallel.to_host(pending))
+    compiled_later = compiles.since_mark()
     bar.close()
     predictions = {k: np.concatenate([c[k] for c in collected]) for k in collected[0]}
     real = predictions['mask'] > 0
     predictions = {k: v[real] for k, v in predictions.items()}
     result = self.compute_metrics(predictions)
     result.update(self.routing_cost(len(shapes)))
+    result.update(compilations_after_first_batch=compiled_later, router_batch=pool)
     if step is not None:
       result['step'] = step
     if writer is not None:
@@ -99,14 +119,18 @@ class Evaluator:
       return dict(compilations=batch_shapes)
     stats = self.router.stats.as_dict()
     logging.info(
-        'Evaluation (sparse routing, buckets=%s): %d compilations for a full evaluation '
-        '(%d made now, the rest cached), padding waste %.1f%% of bucket slots; %s.',
-        self.router.capacities, stats['compilations'], stats['traces'],
+        'Evaluation (sparse routing, dispatch=%s, buckets=%s): %d compilations for a full '
+        'evaluation (%d made now, the rest cached), %.3g dispatches and %.3g host syncs per '
+        'call, padding waste %.1f%% of bucket slots; %s.',
+        self.router.dispatch_mode, self.router.capacities, stats['compilations'],
+        stats['traces'], stats['dispatches_per_batch'], stats['syncs_per_batch'],
         100 * stats['padding_waste'],
         '; '.join(f'{k}: {v["routed"]} frames + {v["padded"]} padded in buckets of '
                   f'{v["capacities"]}' for k, v in stats['per_backbone'].items()))
     return dict(compilations=stats['compilations'], padding_waste=stats['padding_waste'],
-                bucket_use=stats['per_backbone'])
+                bucket_use=stats['per_backbone'], dispatch=self.router.dispatch_mode,
+                dispatches_per_batch=stats['dispatches_per_batch'],
+                syncs_per_batch=stats['syncs_per_batch'])
 
   def compute_metrics(self, p: dict) -> dict:
     result = metrics.classification_metrics(p['logits'], p['label'], p['labels'])
@@ -127,6 +151,25 @@ class Evaluator:
       result['evidence_to_top_resolution'] = float(top[evidence].mean()) if evidence.any() else 0
       result['other_to_top_resolution'] = float(top[~evidence].mean()) if (~evidence).any() else 0
     return result
+
+
+def pooled(batches, size: int, steps: int):
+  """Host batches (dicts of `[B, ...]` arrays) concatenated `size` at a time; the last pool is
+  filled up with mask=0 copies of its first batch, so every pool has B * size videos."""
+  group = []
+  for batch in itertools.islice(batches, steps):
+    group.append(batch)
+    if len(group) == size:
+      yield concat(group)
+      group = []
+  if group:
+    filler = {k: np.zeros_like(v) if k == 'mask' else v for k, v in group[0].items()}
+    yield concat(group + [filler] * (size - len(group)))
+
+
+def concat(batches: list[dict]) -> dict:
+  return batches[0] if len(batches) == 1 else {
+      k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in batches[0]}
 
 
 def prediction(out: dict) -> dict:
@@ -193,14 +236,15 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                         checkpoint: str | None = None) -> dict:
   """`config.mode=eval`: evaluates a checkpoint (default `config.checkpoint`) on the evaluation
   split and writes WORKDIR/eval. The training split is not needed."""
+  checkpoint = checkpoint or config.checkpoint
+  if not checkpoint:
+    raise errors.UserError('config.mode=eval needs config.checkpoint=PATH (a workdir, its best/ '
+                           'or checkpoints/ folder, or one step folder).')
+  ckpt_lib.resolve(checkpoint)  # a wrong path fails now, not after preparing the data
   from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
   from arnet_jax.tools import report  # pylint: disable=g-import-not-at-top (matplotlib)
   config = defaults.finalize(config)
   kernels.select(config.model.kernels)  # once per job, before anything is traced
-  checkpoint = checkpoint or config.checkpoint
-  if not checkpoint:
-    raise ValueError('config.mode=eval needs config.checkpoint=PATH (a workdir, its best/ or '
-                     'checkpoints/ folder, or one step folder).')
   if config.data.name == 'demo':
     data_lib.ensure_demo_dataset_on_all_processes(config.data.data_dir,
                                                   config.data.builder_config or 'default')

@@ -3,7 +3,8 @@
   python tests/scale_worker.py equivalence OUT.json
       On 8 (fake CPU) devices: 3 joint-stage train steps on the same global batches with a
       mesh of 1 device and with one of 8; writes the largest differences of parameters,
-      BatchNorm statistics and losses.
+      BatchNorm statistics and losses; then the device router on a batch split over the 8
+      devices against masked compute on one.
   python tests/scale_worker.py train OUT.json DATA_DIR WORKDIR PROCESS_ID PORT SIGTERM_AT_BATCH
       Process PROCESS_ID of 2 (coordinator localhost:PORT): joint training on the tiny demo,
       sending itself SIGTERM when its input yields batch SIGTERM_AT_BATCH (-1: never); after a
@@ -63,11 +64,28 @@ def equivalence(out_path: str) -> None:
     return max(float(np.max(np.abs(x - y), initial=0)) for x, y in
                zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   changed = max_diff(one.params, state0.params)
+  routed = device_routing(model, {'params': one.params, 'batch_stats': one.batch_stats},
+                          batches[0]['video'])
   with open(out_path, 'w') as f:
-    json.dump(dict(params=max_diff(one.params, eight.params),
+    json.dump(dict(**routed, params=max_diff(one.params, eight.params),
                    batch_stats=max_diff(one.batch_stats, eight.batch_stats),
                    loss=float(np.max(np.abs(np.subtract(loss_one, loss_eight)))),
                    params_moved=changed, steps=int(eight.step)), f)
+
+
+def device_routing(model, variables, video) -> dict:
+  """The device router on a batch split over 8 devices (each routes its own videos) against
+  masked compute on one device."""
+  from arnet_jax.models import routing  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh()
+  router = routing.DeviceRouter(model, plan='binary')
+  sharded = router(parallel.replicate(mesh, variables),
+                   parallel.shard_batch(mesh, {'video': video})['video'])
+  masked = jax.jit(model.apply)(variables, jnp.asarray(video))
+  return dict(routing_logits=float(jnp.abs(sharded['logits'] - masked['logits']).max()),
+              routing_actions_equal=bool((sharded['actions'] == masked['actions']).all()),
+              routing_syncs=router.stats.syncs, routing_dispatches=router.stats.dispatches,
+              routing_shards=router.stats.shards)
 
 
 def train_process(out_path, data_dir, workdir, process_id, port, sigterm_batch):

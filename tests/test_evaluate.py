@@ -1,5 +1,6 @@
-"""Evaluation routing on the tiny demo data: sparse routing gives masked compute's metrics, says
-what it cost (compilations, padding waste), and every variant evaluates under either setting."""
+"""Evaluation routing on the tiny demo data: sparse routing (on the device or host-planned) gives
+masked compute's metrics, says what it cost (compilations, dispatches, padding waste), pooled
+batches change nothing, and every variant evaluates under either setting."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,9 +64,10 @@ def run(config, variables, evaluator=None):
 
 @pytest.fixture(scope='module')
 def arnet_runs(demo_data_dir, arnet_variables):
-  """AR-Net evaluated both ways: {'sparse': result, 'masked': result}."""
-  return {name: run(eval_config(demo_data_dir, routing_name=name), arnet_variables)
-          for name in ('sparse', 'masked')}
+  """AR-Net evaluated three ways: {'sparse' (device), 'host', 'masked': result}."""
+  return {'sparse': run(eval_config(demo_data_dir), arnet_variables),
+          'host': run(eval_config(demo_data_dir, dispatch='host'), arnet_variables),
+          'masked': run(eval_config(demo_data_dir, routing_name='masked'), arnet_variables)}
 
 
 def assert_same_evaluation(sparse, masked):
@@ -81,6 +83,7 @@ def assert_same_evaluation(sparse, masked):
 def test_sparse_evaluation_gives_the_masked_metrics(arnet_runs):
   sparse, masked = arnet_runs['sparse'], arnet_runs['masked']
   assert_same_evaluation(sparse, masked)
+  assert_same_evaluation(arnet_runs['host'], masked)
   assert (sparse['metrics']['routing'], masked['metrics']['routing']) == ('sparse', 'masked')
   usage = sparse['metrics']['action_usage']
   assert sum(share > 0 for share in usage.values()) >= 3  # the routing had real work to do
@@ -93,24 +96,38 @@ def test_per_action_map_needs_masked_compute_for_arnet(arnet_runs):
   assert 'action_video_logits' not in arnet_runs['sparse']['predictions']
 
 
-def test_sparse_evaluation_reports_compilations_and_padding(arnet_runs):
+def test_device_routing_is_one_program_and_one_dispatch_per_batch(arnet_runs):
   metrics, predictions = arnet_runs['sparse']['metrics'], arnet_runs['sparse']['predictions']
+  assert metrics['dispatch'] == 'device'
+  assert metrics['compilations'] == 1  # every batch has one shape: the last one is padded
+  assert metrics['dispatches_per_batch'] == 1 and metrics['syncs_per_batch'] == 0
+  use = metrics['bucket_use']['resnet18@64']
+  assert use['routed'] == int(predictions['actions'][..., 0].sum())
+  assert use['padded'] == 0  # binary digits on the CPU
+  for name in ('sparse', 'masked'):  # host buckets compile when a new size first appears
+    assert arnet_runs[name]['metrics']['compilations_after_first_batch'] == 0
+
+
+def test_host_routing_reports_compilations_and_padding(arnet_runs):
+  metrics, predictions = arnet_runs['host']['metrics'], arnet_runs['host']['predictions']
   use = metrics['bucket_use']['resnet18@64']
   # Every real frame choosing the backbone went through it, the padding videos' frames did not.
   assert use['routed'] == int(predictions['actions'][..., 0].sum())
   assert use['padded'] == 0 and metrics['padding_waste'] == 0.0  # binary buckets: no padding
   # decide and combine for the one batch shape, one bucket function per capacity used.
   assert metrics['compilations'] == 2 + len(use['capacities'])
+  assert metrics['syncs_per_batch'] == 2  # the routed frames, the padding mask
+  assert metrics['dispatches_per_batch'] >= 3
   assert arnet_runs['masked']['metrics']['compilations'] == 1
   assert 'padding_waste' not in arnet_runs['masked']['metrics']
 
 
 def test_pow2_buckets_report_their_padding_waste(demo_data_dir, arnet_variables, arnet_runs):
-  result = run(eval_config(demo_data_dir, buckets='pow2'), arnet_variables)
+  result = run(eval_config(demo_data_dir, dispatch='host', buckets='pow2'), arnet_variables)
   assert_same_evaluation(result, arnet_runs['masked'])
   metrics = result['metrics']
   use = metrics['bucket_use']['resnet18@64']
-  assert use['routed'] == arnet_runs['sparse']['metrics']['bucket_use']['resnet18@64']['routed']
+  assert use['routed'] == arnet_runs['host']['metrics']['bucket_use']['resnet18@64']['routed']
   assert all(c & (c - 1) == 0 for c in use['capacities'])  # powers of two
   assert use['padded'] > 0
   assert metrics['padding_waste'] == pytest.approx(use['padded'] / (use['padded'] + use['routed']))
@@ -118,7 +135,7 @@ def test_pow2_buckets_report_their_padding_waste(demo_data_dir, arnet_variables,
 
 def test_a_second_evaluation_reports_the_same_cost_without_compiling(demo_data_dir,
                                                                        arnet_variables):
-  config = eval_config(demo_data_dir, max_bucket=8)
+  config = eval_config(demo_data_dir, dispatch='host', max_bucket=8)
   evaluator = evaluate.Evaluator(models.create_model(config.model), config, parallel.make_mesh())
   first = run(config, arnet_variables, evaluator)['metrics']
   second = run(config, arnet_variables, evaluator)['metrics']
@@ -126,6 +143,15 @@ def test_a_second_evaluation_reports_the_same_cost_without_compiling(demo_data_d
   assert second['compilations'] == first['compilations']
   assert second['bucket_use'] == first['bucket_use']
   assert max(first['bucket_use']['resnet18@64']['capacities']) <= 8
+
+
+def test_pooled_batches_give_the_same_evaluation(demo_data_dir, arnet_variables, arnet_runs):
+  # 3 batches of 5 in pools of 2: the second pool is one batch and one of padding videos.
+  pooled = run(eval_config(demo_data_dir, router_batch=2), arnet_variables)
+  assert_same_evaluation(pooled, arnet_runs['sparse'])
+  assert pooled['metrics']['num_videos'] == 12
+  assert pooled['metrics']['compilations'] == 1
+  assert pooled['metrics']['compilations_after_first_batch'] == 0
 
 
 @pytest.mark.parametrize('variant', ['random', 'uniform', 'multiscale', 'lstm'])

@@ -1,4 +1,5 @@
-"""Sparse inference: equal to masked compute, no frame dropped, few compilations, every mode."""
+"""Sparse inference, on the device and with host-planned buckets: equal to masked compute, no
+frame dropped, few compilations, one dispatch per batch on the device, every policy mode."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from conftest import random_variables, tiny_model_config
 
 from arnet_jax import models
-from arnet_jax.models import routing
+from arnet_jax.models import buckets, routing
 
 B, T = 2, 8
 R50, R34, R18, LITE, SKIP1, SKIP2, SKIP4 = range(7)  # the paper's action space
@@ -29,14 +30,14 @@ def video_of(seed, size):
 class Setup:
   """One model with random variables, its jitted masked forward and a router, for a module."""
 
-  def __init__(self, config, variables=None, **router_kwargs):
+  def __init__(self, config, variables=None, router=routing.SparseRouter, **router_kwargs):
     self.model = models.create_model(config)
     self.size = self.model.action_space.top_resolution
     self.video = video_of(0, self.size)
     self.variables = variables or random_variables(self.model, self.video)
     self.masked = jax.jit(lambda v, x, forced, rng: self.model.apply(
         v, x, forced=forced, rngs={'gumbel': rng}))
-    self.router = routing.SparseRouter(self.model, **router_kwargs)
+    self.router = router(self.model, **router_kwargs)
 
   def compare(self, forced=None, rng=jax.random.key(3), video=None, valid=None):
     """Runs both paths; asserts equal decisions and video logits within 1e-4; returns both."""
@@ -134,36 +135,36 @@ def test_padded_videos_are_not_classified(paper, stats):
 # --- Bucket capacities. -------------------------------------------------------------------------
 
 def test_pow2_capacities_end_at_the_largest_bucket():
-  assert routing.pow2_capacities(16) == (1, 2, 4, 8, 16)
-  assert routing.pow2_capacities(48) == (1, 2, 4, 8, 16, 32, 48)
-  assert routing.pow2_capacities(1) == (1,)
+  assert buckets.pow2_capacities(16) == (1, 2, 4, 8, 16)
+  assert buckets.pow2_capacities(48) == (1, 2, 4, 8, 16, 32, 48)
+  assert buckets.pow2_capacities(1) == (1,)
 
 
 @pytest.mark.parametrize('count, plan', [(0, ()), (1, (1,)), (3, (4,)), (8, (8,)),
                                          (19, (8, 8, 4)), (24, (8, 8, 8))])
 def test_bucket_plan_overflows_into_more_buckets_and_never_drops_a_frame(count, plan):
-  assert routing.bucket_plan(count, (1, 2, 4, 8), 8) == plan
+  assert buckets.bucket_plan(count, (1, 2, 4, 8), 8) == plan
 
 
 @pytest.mark.parametrize('count, plan', [(0, ()), (3, (2, 1)), (8, (8,)), (13, (8, 4, 1)),
                                          (19, (8, 8, 2, 1))])
 def test_split_bucket_plan_takes_the_binary_digits_of_the_count(count, plan):
-  assert routing.bucket_plan(count, (1, 2, 4, 8), 8, split=True) == plan
+  assert buckets.bucket_plan(count, (1, 2, 4, 8), 8, split=True) == plan
 
 
 def test_exact_bucket_plan_has_no_padding():
-  assert routing.bucket_plan(19, None, 8) == (8, 8, 3)
-  assert routing.bucket_plan(5, None, 64) == (5,)
+  assert buckets.bucket_plan(19, None, 8) == (8, 8, 3)
+  assert buckets.bucket_plan(5, None, 64) == (5,)
 
 
 def test_bucket_indices_pad_with_an_out_of_range_frame():
   routed = np.zeros(10, bool)
   routed[[1, 4, 5, 9]] = True
-  first, second = routing.bucket_indices(routed, (2, 4))
+  first, second = buckets.bucket_indices(routed, (2, 4))
   np.testing.assert_array_equal(first, [1, 4])
   np.testing.assert_array_equal(second, [5, 9, 10, 10])
   with pytest.raises(ValueError, match='do not fit'):
-    routing.bucket_indices(routed, (2,))
+    buckets.bucket_indices(routed, (2,))
 
 
 def test_frames_beyond_the_largest_bucket_overflow_and_none_is_dropped(paper, stats):
@@ -224,8 +225,9 @@ def test_random_policy_needs_a_key():
 
 
 def test_inference_fn_routes_arnet_and_runs_other_models_directly(tiny):
-  assert isinstance(routing.inference_fn(tiny.model), routing.SparseRouter)
-  assert not isinstance(routing.inference_fn(tiny.model, routing='masked'), routing.SparseRouter)
+  assert isinstance(routing.inference_fn(tiny.model, dispatch='host'), routing.SparseRouter)
+  assert not isinstance(routing.inference_fn(tiny.model, routing='masked', dispatch='host'),
+                        routing.SparseRouter)
   model = models.create_model(tiny_model_config(variant='lstm', backbones=('resnet18',)))
   variables = random_variables(model, tiny.video)
   out = routing.inference_fn(model)(variables, tiny.video)

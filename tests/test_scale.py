@@ -45,20 +45,33 @@ def free_port() -> int:
 
 # --- 8 devices, one process. --------------------------------------------------------------------
 
-def test_eight_devices_take_the_same_joint_steps_as_one(tmp_path):
-  """Gumbel samples, the usage loss over the global batch and BatchNorm statistics synchronised
-  over devices make the data-parallel step independent of the device count."""
-  out = tmp_path / 'equivalence.json'
+@pytest.fixture(scope='module')
+def eight_devices(tmp_path_factory):
+  """What tests/scale_worker.py's 'equivalence' measured on 8 devices against 1."""
+  out = tmp_path_factory.mktemp('equivalence') / 'equivalence.json'
   result = subprocess.run(
       [sys.executable, WORKER, 'equivalence', str(out)], capture_output=True, text=True,
       env=worker_env('--xla_force_host_platform_device_count=8'), timeout=900)
   check(result, result.stdout + result.stderr)
-  diff = json.loads(out.read_text())
+  return json.loads(out.read_text())
+
+
+def test_eight_devices_take_the_same_joint_steps_as_one(eight_devices):
+  """Gumbel samples, the usage loss over the global batch and BatchNorm statistics synchronised
+  over devices make the data-parallel step independent of the device count."""
+  diff = eight_devices
   assert diff['steps'] == 3
   assert diff['params_moved'] > 100 * TOLERANCE  # the steps did change the parameters
   assert diff['params'] < TOLERANCE
   assert diff['batch_stats'] < TOLERANCE
   assert diff['loss'] < TOLERANCE
+
+
+def test_on_eight_devices_each_routes_its_own_videos_in_one_program(eight_devices):
+  diff = eight_devices
+  assert diff['routing_shards'] == 8 and diff['routing_actions_equal']
+  assert diff['routing_logits'] < TOLERANCE  # against masked compute on one device
+  assert diff['routing_dispatches'] == 1 and diff['routing_syncs'] == 0
 
 
 # --- 2 processes. --------------------------------------------------------------------------------
@@ -198,7 +211,7 @@ def test_the_colab_notebook_installs_prepares_trains_evaluates_and_plots():
     assert importlib.util.find_spec(module) is not None, module
 
 
-LAUNCH_SCRIPTS = ['tpu_pod.sh', 'slurm_gpu.sbatch', 'recipe.sh', 'demo_seeds.sh']
+LAUNCH_SCRIPTS = ['tpu_pod.sh', 'slurm_gpu.sbatch', 'recipe.sh', 'demo_seeds.sh', 'gpu_routing_bench.sh']
 
 
 @pytest.mark.parametrize('script', LAUNCH_SCRIPTS)

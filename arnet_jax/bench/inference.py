@@ -1,34 +1,41 @@
-"""Inference speed: Uniform, Multi-Scale, AR-Net masked and AR-Net sparse, in one run.
+"""Inference speed of AR-Net's routing against Uniform, tuned alike, in one run.
 
-  python -m arnet_jax.bench.inference [--batch_size=2] [--usage=0.43,0.10,0.10,0.07,0.30]
-      [--policy] [--dtype=float32|bfloat16] [--chunk_size=N] [--capacities=binary]
-      [--policy_chunk=N] [--repeats=3] [--warmup=1] [--config=configs/x.py] [--json]
-  python -m arnet_jax.bench.inference --eval_videos=200 --batch_size=8  # an evaluation's routing
+  python -m arnet_jax.bench.inference [--batch_size=4[,8,...]] [--dtype=float32[,bfloat16]]
+      [--decisions=exact|drawn|policy] [--usage=0.43,0.10,0.10,0.07,0.30]
+      [--dispatch=device,host] [--plan=auto|grid|binary] [--grid_steps=8]
+      [--precision=default|high|highest] [--uniform_chunks=8,16,...] [--policy_chunk=N]
+      [--scan_unroll=N]
+      [--repeats=3] [--warmup=1] [--config=configs/x.py] [--json]
+  python -m arnet_jax.bench.inference --eval_videos=400 --batch_size=8  # an evaluation's routing
 
 The paper's ResNet AR-Net (`arnet_jax.defaults`: ResNet-50/34/18 at 224/168/112, the MobileNetV2
-policy at 84, 200 classes, T = 16) with random weights. AR-Net's decisions are forced to shares of
-the frames per resolution action plus a skipped share (default: the paper's ActivityNet usage,
-43% ResNet-50, 10% ResNet-34, 10% ResNet-18, 7% the policy head, 30% skipped), or are the policy's
-own (`--policy`). Skipped frames are real skip decisions: each run of skipped frames in a video is
+policy at 84, 200 classes, T = 16) with random weights. Decisions (`--decisions`): 'exact', the
+paper's ActivityNet usage split exactly over the batch's frames (43% ResNet-50, 10% ResNet-34,
+10% ResNet-18, 7% the policy head, 30% skipped; or `--usage`); 'drawn', each frame draws its action
+from those shares, a new draw for every call (counts vary as in an evaluation); 'policy', the
+(random) policy's own. Skipped frames are real skip decisions: each run of skipped frames is
 covered by the longest skips that fit (5 frames -> skip4 + skip1).
 
-Every mode runs on the same engine, `SparseRouter`, with the same `--capacities`, `--chunk_size`
-and `--policy_chunk`, so a tuning of the execution helps all of them alike:
-  uniform       Uniform-R50@224: every frame through ResNet-50
-  multiscale    every frame through every backbone and the policy head
-  arnet_masked  masked compute: every frame through every backbone, the decisions select
-  arnet_sparse  each backbone only on its frames
-`uniform_jit` and `arnet_masked_jit` time the models' own single-jit `model.apply`
-(`ARNet.__call__`: no buckets, no chunks) for reference; the sparse speedup is also given against
-the faster of the two Uniforms. Each repeat runs every mode once, in a shuffled order, so load from
-other processes spreads over all of them; the median over repeats is reported. GFLOPs follow the
-paper's convention (`arnet_jax.flops`): `gflops_per_video` counts the decisions,
-`executed_gflops_per_video` what actually ran (masked compute runs every backbone; sparse also
-runs its padded bucket slots). Timing waits for results with `block_until_ready`, so any JAX
-backend (CPU, GPU, TPU) is measured the same way; `--dtype=bfloat16` runs the networks in bfloat16.
+Modes, each timed on the same videos, every repeat in a shuffled order, median reported:
+  arnet_<dispatch>    sparse routing: `DeviceRouter` (one program per batch) or `SparseRouter`
+                      (host-planned buckets), with the same `--plan` / `--policy_chunk`
+  uniform_<dispatch>  Uniform-R50@224 through the same router
+  uniform_jit/<c>     Uniform as plain `jit`: ResNet-50 over the batch's frames, c frames per call
+                      inside one program (`--uniform_chunks`, swept; c = N is `model.apply`)
+  multiscale_device   every frame through every backbone and the policy head
+  arnet_masked_jit    masked compute, `jit(model.apply)`: every backbone on every frame
+The speedup is reported against the best Uniform. `sum_of_parts` is what AR-Net's pieces cost
+alone: the policy (CNN + LSTM, `router.decide`) plus each backbone on one batch of each bucket
+size the plan used; a sparse time close to it means routing itself costs nothing. Per mode:
+dispatches and device-to-host syncs per batch, programs compiled, padding, and the largest
+|delta logit| against masked compute. GFLOPs follow the paper's convention (`arnet_jax.flops`):
+`gflops_per_video` counts the decisions, `executed_gflops_per_video` what ran (masked compute runs
+every backbone; sparse routing also runs its padded bucket slots). Timing waits for results with
+`block_until_ready`, so any backend is measured the same way.
 
-`--eval_videos=V` instead routes V videos as an evaluation would (decisions drawn per frame from
-`--usage`, or the policy's own) and reports the router's compilations and padding waste.
+`--eval_videos=V` routes V videos in batches as an evaluation would (decisions drawn per batch,
+or the policy's own) and reports, per dispatch, the time, the compilations and how many came
+after the first batch.
 """
 from __future__ import annotations
 
@@ -43,14 +50,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arnet_jax import defaults, flops, models, registry
-from arnet_jax.models import kernels, routing
+from arnet_jax import compilation, defaults, flops, models, registry
+from arnet_jax.models import buckets, kernels, routing
 
 PAPER_USAGE = (0.43, 0.10, 0.10, 0.07, 0.30)  # ActivityNet AR-Net (paper Fig. 4): 2.09 GFLOPs/f
 PAPER_GFLOPS_PER_FRAME = 2.09
 TARGET_FRACTION_OF_GFLOPS_RATIO = 0.85  # sparse speedup >= 0.85 x Uniform/AR-Net GFLOPs
-TARGET_POLICY_SHARE = 0.05  # policy CNN + LSTM <= 5% of AR-Net sparse time
-MODES = ('uniform', 'multiscale', 'arnet_masked', 'arnet_sparse')
+DECISIONS = ('exact', 'drawn', 'policy')
+PRECISIONS = ('default', 'high', 'highest')
 CPU_POLICY_CHUNK = 8  # policy CNN frames per call on a CPU: ~1.6x faster than 32 at once here
 
 
@@ -105,227 +112,288 @@ def forced_actions(usage, space: models.ActionSpace, batch: int, frames: int, se
   return forced
 
 
-class Setup:
-  """The AR-Net, Uniform and Multi-Scale models sharing one set of random weights."""
 
-  def __init__(self, args: argparse.Namespace):
-    config = load_config(args.config)
-    kernels.select(config.model.kernels)
-    self.config = mc = config.model
-    mc.dtype = args.dtype
-    self.t, self.b = config.data.num_frames, args.batch_size
-    self.size = max(*mc.resolutions, mc.policy_resolution)
-    self.arnet = models.create_model(mc)
-    self.uniform = models.create_model(registry.with_variant(mc, 'uniform'))
-    self.multiscale = models.create_model(registry.with_variant(mc, 'multiscale'))
-    self.space = self.arnet.action_space
+
+class Setup:
+  """The AR-Net, Uniform and Multi-Scale models of one dtype sharing one set of random weights."""
+
+  def __init__(self, config_path: str | None, seed: int, scan_unroll: int | None = None):
+    config = load_config(config_path)
+    kernels.select(config.model.kernels, scan_unroll=scan_unroll)
+    self.base, self.t = config.model, config.data.num_frames
+    self.size = max(*self.base.resolutions, self.base.policy_resolution)
+    arnet = models.create_model(self.base)
+    self.space = arnet.action_space
     start = time.perf_counter()
-    self.variables = jax.block_until_ready(jax.jit(self.arnet.init)(
-        {'params': jax.random.key(args.seed)}, jnp.zeros((1, self.t, self.size, self.size, 3))))
+    self.variables = jax.block_until_ready(jax.jit(arnet.init)(
+        {'params': jax.random.key(seed)}, jnp.zeros((1, self.t, self.size, self.size, 3))))
     self.init_seconds = time.perf_counter() - start
     self.uniform_variables = routing.module_variables(self.variables, 'backbone_0')
-    self.multiscale_variables = self.variables  # AR-Net's parameters; its skips are never taken
 
-  def video(self, seed: int) -> jax.Array:
-    return jax.random.normal(jax.random.key(seed), (self.b, self.t, self.size, self.size, 3))
+  def models(self, dtype: str) -> dict:
+    """{'arnet', 'uniform', 'multiscale': ARNet} computing in `dtype`."""
+    mc = self.base.copy_and_resolve_references()
+    mc.dtype = dtype
+    return {name: models.create_model(mc if name == 'arnet' else registry.with_variant(mc, name))
+            for name in ('arnet', 'uniform', 'multiscale')}
+
+  def video(self, batch: int, seed: int) -> jax.Array:
+    return jax.random.normal(jax.random.key(seed), (batch, self.t, self.size, self.size, 3))
 
 
-def time_modes(modes: dict, warmup: int, repeats: int, seed: int) -> tuple[dict, dict, float]:
-  """Median seconds per call of each mode; the last outputs; warm-up (compilation) seconds."""
+def time_calls(modes: dict, calls: int, warmup: int, repeats: int, seed: int):
+  """Median seconds of each `modes[name](i)` over `repeats` rounds, call i = round % calls.
+
+  Warm-up runs every mode on every call index first (so every program is compiled before
+  timing); each round runs the modes in a shuffled order, so load from other processes spreads
+  over all of them. Returns (times per mode, warm-up seconds).
+  """
   start = time.perf_counter()
-  outputs = {}
-  for _ in range(max(warmup, 1)):  # the first call compiles
-    for name, fn in modes.items():
-      outputs[name] = jax.block_until_ready(fn())
+  for _ in range(max(warmup, 1)):
+    for i in range(calls):
+      for fn in modes.values():
+        jax.block_until_ready(fn(i))
   warmup_seconds = time.perf_counter() - start
   times = {name: [] for name in modes}
   order = list(modes)
-  for _ in range(repeats):
-    random.Random(seed).shuffle(order)
-    seed += 1
+  for r in range(repeats):
+    random.Random(seed + r).shuffle(order)
     for name in order:
       start = time.perf_counter()
-      jax.block_until_ready(modes[name]())
+      jax.block_until_ready(modes[name](r % calls))
       times[name].append(time.perf_counter() - start)
-  return times, outputs, warmup_seconds
+  return times, warmup_seconds
 
 
-def run(args: argparse.Namespace) -> dict:
-  s = Setup(args)
-  b, t, space = s.b, s.t, s.space
-  video = s.video(args.seed)
-  forced = None if args.policy else jnp.asarray(
-      forced_actions(args.usage, space, b, t, args.seed))
-  engine = dict(capacities=args.capacities, chunk_size=args.chunk_size,
-                policy_chunk=args.policy_chunk)
-  routers = {'uniform': routing.SparseRouter(s.uniform, **engine),
-             'multiscale': routing.SparseRouter(s.multiscale, **engine),
-             'arnet_masked': routing.SparseRouter(s.arnet, dense=True, **engine),
-             'arnet_sparse': routing.SparseRouter(s.arnet, **engine)}
-  modes = {
-      'uniform': lambda: routers['uniform'](s.uniform_variables, video),
-      'multiscale': lambda: routers['multiscale'](s.multiscale_variables, video),
-      'arnet_masked': lambda: routers['arnet_masked'](s.variables, video, forced=forced),
-      'arnet_sparse': lambda: routers['arnet_sparse'](s.variables, video, forced=forced),
-      'policy': lambda: routers['arnet_sparse'].decide(s.variables, video, forced=forced),
-  }
-  uniform_jit = jax.jit(lambda v, x: s.uniform.apply(v, x))
-  masked_jit = jax.jit(lambda v, x, forced: s.arnet.apply(v, x, forced=forced))
-  modes['uniform_jit'] = lambda: uniform_jit(s.uniform_variables, video)
-  modes['arnet_masked_jit'] = lambda: masked_jit(s.variables, video, forced)
-  n = b * t
-  for k, (backbone, res) in enumerate(zip(space.backbones, space.resolutions)):
-    fn = jax.jit(lambda v, x, k=k: s.arnet.apply(  # backbone k alone, on frames at its size
-        v, k, x, jnp.zeros((n, space.num_resolution_actions, s.config.num_classes)),
-        method=models.ARNet.classify))
-    frames = jax.random.normal(jax.random.key(k), (n, 1, res, res, 3))
-    sub = routing.module_variables(s.variables, f'backbone_{k}')
-    modes[f'{backbone}@{res}'] = lambda fn=fn, sub=sub, frames=frames: fn(sub, frames)
+def uniform_chunked(model, c: int):
+  """Uniform as one plain jit: backbone 0 over the `[B, T]` frames, `c` frames per `lax.map`
+  step; video logits = the frames' mean (what `model.apply` computes when c = N)."""
+  r, classes = model.action_space.num_resolution_actions, model.num_classes
 
-  compile_counts = {}
-  times, outputs, warmup_seconds = time_modes(modes, args.warmup, args.repeats, args.seed)
-  for name, router in routers.items():
-    compile_counts[name] = router.stats.compilations
-  stats = routers['arnet_sparse'].stats
-  calls = stats.batches
+  def fn(variables, video):
+    b, t = video.shape[:2]
+    frames = video.reshape(b * t // c, c, 1, *video.shape[2:])
+    logits = jax.lax.map(lambda x: model.apply(
+        variables, 0, x, jnp.zeros((c, r, classes)), method=models.ARNet.classify), frames)
+    return {'logits': logits.reshape(b, t, classes).mean(1)}
+  return jax.jit(fn)
+
+
+def router_for(model, dispatch: str, args, **kwargs):
+  if dispatch == 'device':
+    return routing.DeviceRouter(model, plan=args.plan, grid_steps=args.grid_steps,
+                                policy_chunk=args.policy_chunk, **kwargs)
+  return routing.SparseRouter(model, policy_chunk=args.policy_chunk, **kwargs)
+
+
+def decision_patterns(args, space, b: int, t: int, calls: int) -> list:
+  if args.decisions == 'policy':
+    return [None]
+  if args.decisions == 'exact':
+    return [jnp.asarray(forced_actions(args.usage, space, b, t, args.seed))]
+  return [jnp.asarray(forced_actions(args.usage, space, b, t, args.seed + i, exact_counts=False))
+          for i in range(calls)]
+
+
+def run_one(s: Setup, args, b: int, dtype: str) -> dict:
+  """Every mode at `b` videos per batch in `dtype`; see the module docstring."""
+  t, space, n = s.t, s.space, b * s.t
+  net = s.models(dtype)
+  video = s.video(b, args.seed)
+  patterns = decision_patterns(args, space, b, t, args.repeats)
+  routers = {f'arnet_{d}': router_for(net['arnet'], d, args) for d in args.dispatch}
+  routers.update({f'uniform_{d}': router_for(net['uniform'], d, args) for d in args.dispatch})
+  routers['multiscale_device'] = router_for(net['multiscale'], 'device', args)
+  variables = {name: s.uniform_variables if name.startswith('uniform') else s.variables
+               for name in routers}
+  def call(router, name):
+    forced = name.startswith('arnet')
+    return lambda i: router(variables[name], video,
+                            forced=patterns[i % len(patterns)] if forced else None)
+  modes = {name: call(router, name) for name, router in routers.items()}
+  chunks = sorted({c for c in args.uniform_chunks if c <= n and n % c == 0} | {n})
+  for c in chunks:
+    fn = uniform_chunked(net['uniform'], c)
+    modes[f'uniform_jit/{c}'] = lambda i, fn=fn: fn(s.uniform_variables, video)
+  masked = jax.jit(lambda v, x, forced: net['arnet'].apply(v, x, forced=forced))
+  modes['arnet_masked_jit'] = lambda i: masked(s.variables, video, patterns[i % len(patterns)])
+  times, warmup_seconds = time_calls(modes, len(patterns), args.warmup, args.repeats, args.seed)
   seconds = {name: statistics.median(ts) for name, ts in times.items()}
 
-  # GFLOPs (paper convention) of the decisions and of what ran.
-  actions = np.asarray(outputs['arnet_sparse']['actions'])
-  table = flops.cost_table(s.config)
-  arnet_gflops = float(flops.decision_gflops(actions, table)['per_video'].mean())
-  uniform_table = flops.cost_table(registry.with_variant(s.config, 'uniform'))
-  uniform_gflops = t * uniform_table.action_gflops[0]
-  ms_table = flops.cost_table(registry.with_variant(s.config, 'multiscale'))
-  multiscale_gflops = t * (sum(ms_table.action_gflops) + ms_table.policy_gflops)
+  # Per batch: what each router dispatched and synced, its buckets; logits against masked.
+  reference = masked(s.variables, video, patterns[0])
+  table = flops.cost_table(s.base)
   k, r = len(space.backbones), space.num_resolution_actions
-  slots = np.add(stats.routed, stats.padded) / (calls * b)  # bucket slots per video
-  counted = {'uniform': uniform_gflops, 'multiscale': multiscale_gflops,
-             'arnet_masked': arnet_gflops, 'arnet_sparse': arnet_gflops}
-  executed = {'uniform': uniform_gflops, 'multiscale': multiscale_gflops,
-              'arnet_masked': t * (sum(table.action_gflops[:r]) + table.policy_gflops),
-              # the lite head runs on every frame, the policy network too
-              'arnet_sparse': float(np.dot(slots, table.action_gflops[:k]))
-                              + t * (sum(table.action_gflops[k:r]) + table.policy_gflops)}
-
-  result = dict(batch_size=b, num_frames=t, dtype=args.dtype, capacities=args.capacities,
-                chunk_size=args.chunk_size, policy_chunk=args.policy_chunk,
-                decisions='policy' if args.policy else 'forced',
-                repeats=args.repeats, device=jax.devices()[0].device_kind,
-                init_seconds=round(s.init_seconds, 1), warmup_seconds=round(warmup_seconds, 1))
-  base = seconds['uniform']
-  for name in MODES:
-    router = routers[name]
-    result[name] = dict(
-        execution=(f'SparseRouter(capacities={router.capacities!r}, '
-                   f'chunk_size={router.chunk_size}, policy_chunk={router.policy_chunk}, '
-                   f'dense={router.dense})'),
-        gflops_per_video=round(counted[name], 2),
-        executed_gflops_per_video=round(executed[name], 2),
-        videos_per_s=round(b / seconds[name], 3), seconds_per_batch=round(seconds[name], 3),
-        speedup_vs_uniform=round(base / seconds[name], 3), compilations=compile_counts[name])
-  for name in ('uniform_jit', 'arnet_masked_jit'):
-    result[name] = dict(execution='jit(model.apply)', videos_per_s=round(b / seconds[name], 3),
-                        seconds_per_batch=round(seconds[name], 3),
-                        speedup_vs_uniform=round(base / seconds[name], 3))
-  result['arnet_sparse']['speedup_vs_best_uniform'] = round(
-      min(base, seconds['uniform_jit']) / seconds['arnet_sparse'], 3)
-  result['images_per_s'] = {name: round(n / seconds[name], 2) for name in modes if '@' in name}
-  result['images_per_s']['policy (CNN + LSTM)'] = round(n / seconds['policy'], 2)
-  usage = actions.reshape(-1, actions.shape[-1]).mean(0)
-  result['usage'] = {name: round(float(u), 4) for name, u in zip(space.names, usage)}
-  result['gflops_per_frame'] = round(arnet_gflops / t, 3)
-  result['gflops_ratio_uniform_over_arnet'] = round(uniform_gflops / arnet_gflops, 3)
-  result['policy_share_of_sparse_time'] = round(seconds['policy'] / seconds['arnet_sparse'], 4)
-  result['max_abs_logit_diff_sparse_vs_masked_jit'] = float(np.abs(
-      np.asarray(outputs['arnet_sparse']['logits'])
-      - np.asarray(outputs['arnet_masked_jit']['logits'])).max())
-  result['router'] = stats.as_dict()
+  uniform_gflops = t * flops.cost_table(registry.with_variant(s.base, 'uniform')).action_gflops[0]
+  result = dict(batch_size=b, num_frames=t, dtype=dtype, decisions=args.decisions,
+                warmup_seconds=round(warmup_seconds, 1))
+  gflops = {}
+  for name, router in routers.items():
+    router.stats.reset()
+    out = router(variables[name], video,
+                 forced=patterns[0] if name.startswith('arnet') else None)
+    stats = router.stats.as_dict()
+    entry = dict(seconds_per_batch=round(seconds[name], 4), videos_per_s=round(b / seconds[name], 2),
+                 execution=f'{type(router).__name__}(capacities={router.capacities!r})',
+                 compilations=stats['compilations'],
+                 dispatches_per_batch=stats['dispatches_per_batch'],
+                 syncs_per_batch=stats['syncs_per_batch'], padding_waste=stats['padding_waste'],
+                 buckets={kk: v['capacities'] for kk, v in stats['per_backbone'].items()})
+    if name.startswith('arnet'):
+      slots = [v['routed'] + v['padded'] for v in stats['per_backbone'].values()]
+      actions = np.asarray(out['actions'])
+      gflops[name] = float(flops.decision_gflops(actions, table)['per_video'].mean())
+      entry.update(
+          gflops_per_video=round(gflops[name], 4),
+          executed_gflops_per_video=round(
+              float(np.dot(slots, table.action_gflops[:k])) / b
+              + t * (sum(table.action_gflops[k:r]) + table.policy_gflops), 4),
+          max_abs_logit_diff_vs_masked=float(jnp.abs(out['logits'] - reference['logits']).max()))
+      parts, policy = sum_of_parts(s, net['arnet'], router, video, patterns[0], stats, args)
+      entry.update(sum_of_parts_s=round(parts, 4), policy_s=round(policy, 4))
+    result[name] = entry
+  for name in [m for m in modes if m.startswith('uniform_jit') or m == 'arnet_masked_jit']:
+    result[name] = dict(seconds_per_batch=round(seconds[name], 4),
+                        videos_per_s=round(b / seconds[name], 2), execution='jit')
+  uniforms = {m: seconds[m] for m in seconds if m.startswith('uniform')}
+  best = min(uniforms, key=uniforms.get)
+  result.update(best_uniform=best, gflops_ratio_uniform_over_arnet=round(
+      uniform_gflops / gflops[f'arnet_{args.dispatch[0]}'], 3))
+  for d in args.dispatch:
+    entry = result[f'arnet_{d}']
+    entry['speedup_vs_best_uniform'] = round(uniforms[best] / seconds[f'arnet_{d}'], 3)
+    entry['time_over_sum_of_parts'] = round(seconds[f'arnet_{d}'] / entry['sum_of_parts_s'], 3)
+  if len(args.dispatch) == 2:
+    result['host_over_device_time'] = round(seconds['arnet_host'] / seconds['arnet_device'], 3)
   target = TARGET_FRACTION_OF_GFLOPS_RATIO * result['gflops_ratio_uniform_over_arnet']
-  result['targets'] = dict(
-      sparse_speedup_min=round(target, 3),
-      sparse_speedup_met=bool(result['arnet_sparse']['speedup_vs_uniform'] >= target),
-      policy_share_max=TARGET_POLICY_SHARE,
-      policy_share_met=bool(result['policy_share_of_sparse_time'] <= TARGET_POLICY_SHARE))
-  result['times_s'] = {name: [round(x, 3) for x in ts] for name, ts in times.items()}
+  result['target_speedup'] = round(target, 3)
+  first = f'arnet_{args.dispatch[0]}'
+  result['policy_share_of_sparse_time'] = round(result[first]['policy_s'] / seconds[first], 4)
+  result['times_s'] = {name: [round(x, 4) for x in ts] for name, ts in times.items()}
   return result
 
 
-def run_eval(args: argparse.Namespace) -> dict:
-  """Routes `args.eval_videos` videos in batches, as an evaluation would; reports the cost."""
-  s = Setup(args)
-  router = routing.SparseRouter(s.arnet, capacities=args.capacities, chunk_size=args.chunk_size,
-                                policy_chunk=args.policy_chunk)
-  batches = -(-args.eval_videos // s.b)
-  start = time.perf_counter()
-  usage = []
-  for i in range(batches):
-    forced = None if args.policy else jnp.asarray(forced_actions(
-        args.usage, s.space, s.b, s.t, seed=args.seed + i, exact_counts=False))
-    out = router(s.variables, s.video(args.seed + i), forced=forced)
-    usage.append(np.asarray(out['actions']).reshape(-1, s.space.num_actions).mean(0))
-  seconds = time.perf_counter() - start
-  table = flops.cost_table(s.config)
-  return dict(eval_videos=batches * s.b, batch_size=s.b, capacities=args.capacities,
-              chunk_size=args.chunk_size, decisions='policy' if args.policy else 'sampled usage',
-              seconds=round(seconds, 1), videos_per_s=round(batches * s.b / seconds, 3),
-              usage={n: round(float(u), 4) for n, u in zip(s.space.names, np.mean(usage, 0))},
-              gflops_per_frame=round(float(np.mean(usage, 0) @ np.asarray(table.action_gflops)
-                                           + table.policy_gflops), 3),
-              router=router.stats.as_dict())
+def sum_of_parts(s: Setup, model, router, video, forced, stats: dict,
+                 args) -> tuple[float, float]:
+  """(Seconds of the policy alone plus each backbone alone on each bucket size it used, the
+  policy's seconds)."""
+  repeats = max(args.repeats, 3)
+
+  def median_time(fn):
+    jax.block_until_ready(fn())
+    ts = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      ts.append(time.perf_counter() - start)
+    return statistics.median(ts)
+  total = policy = median_time(lambda: router.decide(s.variables, video, forced=forced))
+  space = model.action_space
+  for k, per in enumerate(stats['per_backbone'].values()):
+    res = space.resolutions[k]
+    sub = routing.module_variables(s.variables, f'backbone_{k}')
+    for size in per['capacities']:
+      frames = jax.random.normal(jax.random.key(k), (size, 1, res, res, 3), video.dtype)
+      fn = jax.jit(lambda v, x, k=k, size=size: model.apply(
+          v, k, x, jnp.zeros((size, space.num_resolution_actions, model.num_classes)),
+          method=models.ARNet.classify))
+      total += median_time(lambda fn=fn, sub=sub, frames=frames: fn(sub, frames))
+  return total, policy
+
+
+def run(args) -> dict:
+  s = Setup(args.config, args.seed, args.scan_unroll)
+  with jax.default_matmul_precision(args.precision):
+    runs = []
+    for b in args.batch_size:
+      for dtype in args.dtype:
+        runs.append(run_one(s, args, b, dtype))
+  return dict(device_kind=jax.devices()[0].device_kind, backend=jax.default_backend(),
+              jax_version=jax.__version__, precision=args.precision, plan=args.plan,
+              grid_steps=args.grid_steps, policy_chunk=args.policy_chunk,
+              kernels=kernels.active().name, scan_unroll=kernels.active().scan_unroll,
+              repeats=args.repeats, init_seconds=round(s.init_seconds, 1), runs=runs)
+
+
+def run_eval(args) -> dict:
+  """Routes `args.eval_videos` videos in batches per dispatch, as an evaluation would."""
+  s = Setup(args.config, args.seed, args.scan_unroll)
+  b = args.batch_size[0]
+  model = s.models(args.dtype[0])['arnet']
+  batches = -(-args.eval_videos // b)
+  result = dict(eval_videos=batches * b, batch_size=b, decisions=args.decisions,
+                device_kind=jax.devices()[0].device_kind)
+  for dispatch in args.dispatch:
+    router = router_for(model, dispatch, args)
+    counter = compilation.CompileCounter()
+    start = time.perf_counter()
+    outs = []
+    for i in range(batches):
+      forced = None if args.decisions == 'policy' else jnp.asarray(forced_actions(
+          args.usage, s.space, b, s.t, seed=args.seed + i, exact_counts=args.decisions == 'exact'))
+      outs.append(router(s.variables, s.video(b, args.seed + i), forced=forced)['logits'])
+      if i == 0:
+        jax.block_until_ready(outs[0])
+        counter.mark()
+    jax.block_until_ready(outs)
+    result[dispatch] = dict(seconds=round(time.perf_counter() - start, 1),
+                            compilations_after_first_batch=counter.since_mark(),
+                            router=router.stats.as_dict())
+  return result
 
 
 def print_report(r: dict) -> None:
-  print(f'AR-Net inference on {r["device"]}: {r["batch_size"]} videos x T={r["num_frames"]}, '
-        f'{r["dtype"]}, decisions {r["decisions"]}, median of {r["repeats"]}; every mode: '
-        f'{r["arnet_sparse"]["execution"]}')
-  print('usage: ' + ', '.join(f'{k} {v:.1%}' for k, v in r['usage'].items()))
-  print(f'AR-Net {r["gflops_per_frame"]:.3f} GFLOPs/frame (paper {PAPER_GFLOPS_PER_FRAME}); '
-        f'Uniform/AR-Net GFLOPs {r["gflops_ratio_uniform_over_arnet"]:.2f}x')
-  print(f'{"mode":<18}{"GFLOPs/V":>10}{"executed":>10}{"videos/s":>10}{"s/batch":>9}'
-        f'{"speedup":>9}')
-  for name in (*MODES, 'uniform_jit', 'arnet_masked_jit'):
-    m = r[name]
-    g = (f'{m["gflops_per_video"]:10.2f}{m["executed_gflops_per_video"]:10.2f}'
-         if 'gflops_per_video' in m else ' ' * 20)
-    print(f'{name:<18}{g}{m["videos_per_s"]:10.3f}{m["seconds_per_batch"]:9.3f}'
-          f'{m["speedup_vs_uniform"]:8.2f}x')
-  print('images/s alone: ' + ', '.join(f'{k} {v:.1f}' for k, v in r['images_per_s'].items()))
-  t = r['targets']
-  print(f'policy (CNN + LSTM): {r["policy_share_of_sparse_time"]:.1%} of AR-Net sparse time '
-        f'(target <= {t["policy_share_max"]:.0%}: {"met" if t["policy_share_met"] else "MISSED"})')
-  print(f'sparse speedup {r["arnet_sparse"]["speedup_vs_uniform"]:.2f}x over Uniform on the same '
-        f'engine ({r["arnet_sparse"]["speedup_vs_best_uniform"]:.2f}x over the faster Uniform); '
-        f'target >= {t["sparse_speedup_min"]:.2f}x: '
-        f'{"met" if t["sparse_speedup_met"] else "MISSED"}')
-  print_router(r['router'])
-  print(f'max |sparse - masked| video logits: {r["max_abs_logit_diff_sparse_vs_masked_jit"]:.1e}')
+  print(f'AR-Net inference on {r["device_kind"]} (JAX {r["jax_version"]}), precision '
+        f'{r["precision"]}, device plan {r["plan"]}, median of {r["repeats"]}')
+  for run_ in r['runs']:
+    print(f'\n{run_["batch_size"]} videos x T={run_["num_frames"]}, {run_["dtype"]}, decisions '
+          f'{run_["decisions"]}; Uniform/AR-Net GFLOPs {run_["gflops_ratio_uniform_over_arnet"]:.2f}x'
+          f' (target speedup {run_["target_speedup"]:.2f}x), best Uniform: {run_["best_uniform"]}')
+    print(f'{"mode":<20}{"s/batch":>9}{"videos/s":>10}{"speedup":>9}{"parts":>8}'
+          f'{"disp":>6}{"syncs":>6}{"progs":>6}{"pad":>6}')
+    best = run_[run_['best_uniform']]['seconds_per_batch']
+    for name, m in run_.items():
+      if not isinstance(m, dict) or 'seconds_per_batch' not in m:
+        continue
+      parts = f'{m["time_over_sum_of_parts"]:7.2f}x' if 'sum_of_parts_s' in m else ' ' * 8
+      routed = (f'{m["dispatches_per_batch"]:6.0f}{m["syncs_per_batch"]:6.0f}'
+                f'{m["compilations"]:6d}{m["padding_waste"]:6.1%}' if 'compilations' in m else '')
+      print(f'{name:<20}{m["seconds_per_batch"]:9.4f}{m["videos_per_s"]:10.2f}'
+            f'{best / m["seconds_per_batch"]:8.2f}x{parts}{routed}')
+    print(f'policy share of sparse time {run_["policy_share_of_sparse_time"]:.1%}; max |delta '
+          'logit| vs masked: ' + ', '.join(
+              f'{name} {run_[name]["max_abs_logit_diff_vs_masked"]:.1e}'
+              for name in run_ if name.startswith('arnet_') and name != 'arnet_masked_jit'))
 
 
-def print_router(stats: dict) -> None:
-  print(f'sparse router: {stats["batches"]} batches, padding waste {stats["padding_waste"]:.1%}; '
-        + '; '.join(f'{k}: {v["routed"]} frames + {v["padded"]} padded, buckets {v["capacities"]}'
-                    for k, v in stats['per_backbone'].items()))
+def comma_list(kind):
+  return lambda text: [kind(x) for x in text.split(',') if x]
 
 
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(prog='python -m arnet_jax.bench.inference', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--batch_size', type=int, default=2, help='videos per batch')
-  p.add_argument('--usage', type=lambda s: [float(x) for x in s.split(',')],
-                 default=list(PAPER_USAGE),
+  p.add_argument('--batch_size', type=comma_list(int), default=[4],
+                 help='videos per batch, a comma list')
+  p.add_argument('--dtype', type=comma_list(str), default=['float32'],
+                 help='float32 and/or bfloat16, a comma list')
+  p.add_argument('--decisions', choices=DECISIONS, default='exact')
+  p.add_argument('--usage', type=comma_list(float), default=list(PAPER_USAGE),
                  help='shares of frames per resolution action, then skipped (default: paper)')
-  p.add_argument('--policy', action='store_true',
-                 help="use the (random) policy's own decisions instead of --usage")
-  p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
-  p.add_argument('--capacities', choices=routing.CAPACITY_POLICIES, default='binary',
-                 help='bucket sizes (all modes); see SparseRouter')
-  p.add_argument('--chunk_size', type=int, default=None,
-                 help='largest bucket; more frames overflow into further buckets (all modes)')
+  p.add_argument('--dispatch', type=comma_list(str), default=['device', 'host'],
+                 help='device and/or host, a comma list (the first is the headline)')
+  p.add_argument('--plan', choices=('auto', *buckets.DEVICE_PLANS), default='auto',
+                 help='device bucket plan (auto: binary on a CPU, grid elsewhere)')
+  p.add_argument('--grid_steps', type=int, default=8)
+  p.add_argument('--precision', choices=PRECISIONS, default='default',
+                 help='matmul and convolution precision (jax.default_matmul_precision)')
+  p.add_argument('--uniform_chunks', type=comma_list(int), default=[4, 8, 16, 32, 64],
+                 help='frames per call swept for the plain-jit Uniform (N is always included)')
   p.add_argument('--policy_chunk', type=int, default=None,
                  help='frames per policy CNN call, 0 = all frames of the batch at once (default: '
-                      f'{CPU_POLICY_CHUNK} on a CPU, where chunks that fit the cache run faster; '
-                      'all frames on accelerators)')
+                      f'{CPU_POLICY_CHUNK} on a CPU, all frames on accelerators)')
+  p.add_argument('--scan_unroll', type=int, default=None,
+                 help="policy LSTM steps per scan iteration (default: the kernel set's)")
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--warmup', type=int, default=1)
   p.add_argument('--seed', type=int, default=0)
@@ -335,17 +403,26 @@ def main(argv: list[str] | None = None) -> int:
                  help='instead of timing modes, route this many videos as an evaluation would')
   p.add_argument('--json', action='store_true', help='end with one JSON line')
   args = p.parse_args(argv)
+  for d in args.dispatch:
+    if d not in routing.DISPATCHES:
+      p.error(f'--dispatch takes {routing.DISPATCHES}, got {d!r}')
+  for d in args.dtype:
+    if d not in ('float32', 'bfloat16'):
+      p.error(f'--dtype takes float32 and bfloat16, got {d!r}')
+  args.plan = routing.resolve_plan(args.plan)
   if args.policy_chunk is None:
     args.policy_chunk = CPU_POLICY_CHUNK if jax.default_backend() == 'cpu' else 0
   args.policy_chunk = args.policy_chunk or None
   if args.eval_videos:
+    if args.decisions == 'exact':
+      args.decisions = 'drawn'  # an evaluation's counts vary from batch to batch
     result = run_eval(args)
-    print(f'evaluation routing: {result["eval_videos"]} videos in batches of '
-          f'{result["batch_size"]}, decisions: {result["decisions"]}, capacities '
-          f'{result["capacities"]}, chunk_size {result["chunk_size"]}: {result["seconds"]} s, '
-          f'{result["router"]["compilations"]} compilations, '
-          f'{result["gflops_per_frame"]} GFLOPs/frame')
-    print_router(result['router'])
+    for d in args.dispatch:
+      m = result[d]
+      print(f'{d} dispatch: {result["eval_videos"]} videos in batches of {result["batch_size"]} '
+            f'({result["decisions"]} decisions): {m["seconds"]} s, '
+            f'{m["router"]["compilations"]} programs, {m["compilations_after_first_batch"]} '
+            f'compilations after the first batch, padding {m["router"]["padding_waste"]:.1%}')
   else:
     result = run(args)
     print_report(result)

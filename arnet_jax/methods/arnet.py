@@ -103,9 +103,13 @@ def _cost_table(c: ml_collections.ConfigDict, convention: str = 'paper') -> flop
 def _inference(model, config: ml_collections.ConfigDict):
   from arnet_jax.models import routing  # pylint: disable=g-import-not-at-top
   ev = config.eval
-  return routing.inference_fn(model, routing=ev.routing, capacities=ev.buckets,
-                              chunk_size=ev.max_bucket or None,
-                              policy_chunk=ev.policy_chunk or None)
+  engine = dict(policy_chunk=ev.policy_chunk or None)
+  if routing.resolve_dispatch(ev.dispatch) == 'device':
+    engine.update(plan=routing.resolve_plan(ev.plan), grid_steps=ev.grid_steps)
+  else:
+    engine.update(capacities=ev.buckets, chunk_size=ev.max_bucket or None)
+  return routing.inference_fn(model, routing=ev.routing,
+                              dispatch=routing.resolve_dispatch(ev.dispatch), **engine)
 
 
 def _validate(c: ml_collections.ConfigDict) -> None:

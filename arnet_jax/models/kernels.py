@@ -30,6 +30,9 @@ The sets:
   specify the order in which other backends visit a window, so a tie may go elsewhere there.
   Ties are rare with real activations (no two equal floats in a window).
 
+Both sets run the policy's LSTM as a `lax.scan` of `scan_unroll` steps per iteration (1 until
+an accelerator measures a larger one faster: `bench.inference --scan_unroll`).
+
 `select(name)` chooses the set, once, from `KERNEL_SETS`; 'auto' is 'cpu' on the CPU backend and
 'xla' elsewhere. `active()` is the chosen set ('auto' unless selected). The layers look it up
 when they are traced, so select before tracing: jitted functions keep the kernels they were
@@ -55,6 +58,7 @@ class KernelSet(NamedTuple):
   depthwise_conv: Callable[..., jax.Array]
   conv: Callable[..., jax.Array]
   max_pool: Callable[..., jax.Array]
+  scan_unroll: int = 1  # policy LSTM steps per `lax.scan` iteration (`jax.lax.scan(unroll=)`)
 
 
 # --- 'cpu': tap formulations and custom gradients. ------------------------------------------------
@@ -210,10 +214,15 @@ def get(name: str) -> KernelSet:
   return {'cpu': CPU, 'xla': XLA}[name]
 
 
-def select(name: str) -> KernelSet:
-  """Makes `name` (one of `KERNEL_SETS`) the set the layers use from now on; returns it."""
+def select(name: str, *, scan_unroll: int | None = None) -> KernelSet:
+  """Makes `name` (one of `KERNEL_SETS`) the set the layers use from now on; returns it.
+  `scan_unroll` overrides the set's LSTM unrolling (benchmarks sweep it)."""
   global _active
   _active = get(name)
+  if scan_unroll is not None:
+    if scan_unroll < 1:
+      raise ValueError(f'scan_unroll must be >= 1, got {scan_unroll}')
+    _active = _active._replace(scan_unroll=scan_unroll)
   return _active
 
 

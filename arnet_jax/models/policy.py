@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from arnet_jax.models import backbones, layers
+from arnet_jax.models import backbones, kernels, layers
 
 SAMPLING_MODES = ('gumbel', 'argmax', 'uniform')
 
@@ -125,7 +125,7 @@ def scan_policy(input_gates: jax.Array, hh_kernel: jax.Array, head_kernel: jax.A
 
   init = (jnp.zeros((b, hidden_size)), jnp.zeros((b, hidden_size)), jnp.zeros((b,), jnp.int32),
           jnp.zeros((b, num_actions)))
-  _, ys = jax.lax.scan(step, init, xs)
+  _, ys = jax.lax.scan(step, init, xs, unroll=kernels.active().scan_unroll)
   return PolicyTrace(*(jnp.swapaxes(y, 0, 1) for y in ys))
 
 
