@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_routing import B, LITE, R34, R50, SKIP1, T, Setup, pattern, tiny_model, video_of
+from test_routing import B, R34, R50, SKIP1, T, Setup, pattern, tiny_model, video_of
 
 from arnet_jax.models import buckets, routing
 
@@ -25,11 +25,8 @@ def compare(setup, forced=None, valid=ALL, **kwargs):
 @pytest.fixture(scope='module', params=PLANS)
 def device(request):
   """The tiny AR-Net with a device router; the policy's own decisions vary on its video."""
-  setup = Setup(tiny_model(), router=routing.DeviceRouter, plan=request.param, grid_steps=4)
-  head = setup.variables['params']['policy']['action_head']
-  logits = setup.router.decide(setup.variables, setup.video)['action_logits']
-  head['bias'] = head['bias'] - logits.mean((0, 1))
-  return setup
+  return Setup(tiny_model(), router=routing.DeviceRouter, plan=request.param,
+               grid_steps=4).centre_policy()
 
 
 @pytest.fixture

@@ -39,6 +39,14 @@ class Setup:
         v, x, forced=forced, rngs={'gumbel': rng}))
     self.router = router(self.model, **router_kwargs)
 
+  def centre_policy(self):
+    """Centres the random action head on this video's frames: the argmax then follows how the
+    frames differ, and the policy's own decisions vary. Returns self."""
+    head = self.variables['params']['policy']['action_head']
+    logits = self.router.decide(self.variables, self.video)['action_logits']
+    head['bias'] = head['bias'] - logits.mean((0, 1))
+    return self
+
   def compare(self, forced=None, rng=jax.random.key(3), video=None, valid=None):
     """Runs both paths; asserts equal decisions and video logits within 1e-4; returns both."""
     video = self.video if video is None else video
@@ -70,13 +78,7 @@ def tiny_model(**overrides):
 @pytest.fixture(scope='module')
 def tiny():
   """One bucket of all B * T frames per backbone."""
-  setup = Setup(tiny_model(), capacities=(B * T,))
-  # Centre the random action head on this video's frames: the argmax then follows how the
-  # frames differ, and the policy's own decisions vary.
-  head = setup.variables['params']['policy']['action_head']
-  logits = setup.router.decide(setup.variables, setup.video)['action_logits']
-  head['bias'] = head['bias'] - logits.mean((0, 1))
-  return setup
+  return Setup(tiny_model(), capacities=(B * T,)).centre_policy()
 
 
 @pytest.fixture

@@ -211,7 +211,8 @@ def test_the_colab_notebook_installs_prepares_trains_evaluates_and_plots():
     assert importlib.util.find_spec(module) is not None, module
 
 
-LAUNCH_SCRIPTS = ['tpu_pod.sh', 'slurm_gpu.sbatch', 'recipe.sh', 'demo_seeds.sh', 'gpu_routing_bench.sh']
+LAUNCH_SCRIPTS = ['tpu_pod.sh', 'slurm_gpu.sbatch', 'recipe.sh', 'demo_seeds.sh',
+                  'gpu_routing_bench.sh']
 
 
 @pytest.mark.parametrize('script', LAUNCH_SCRIPTS)

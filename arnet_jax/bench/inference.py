@@ -233,7 +233,8 @@ def run_one(s: Setup, args, b: int, dtype: str) -> dict:
     out = router(variables[name], video,
                  forced=patterns[0] if name.startswith('arnet') else None)
     stats = router.stats.as_dict()
-    entry = dict(seconds_per_batch=round(seconds[name], 4), videos_per_s=round(b / seconds[name], 2),
+    entry = dict(seconds_per_batch=round(seconds[name], 4),
+                 videos_per_s=round(b / seconds[name], 2),
                  execution=f'{type(router).__name__}(capacities={router.capacities!r})',
                  compilations=stats['compilations'],
                  dispatches_per_batch=stats['dispatches_per_batch'],
@@ -347,7 +348,8 @@ def print_report(r: dict) -> None:
         f'{r["precision"]}, device plan {r["plan"]}, median of {r["repeats"]}')
   for run_ in r['runs']:
     print(f'\n{run_["batch_size"]} videos x T={run_["num_frames"]}, {run_["dtype"]}, decisions '
-          f'{run_["decisions"]}; Uniform/AR-Net GFLOPs {run_["gflops_ratio_uniform_over_arnet"]:.2f}x'
+          f'{run_["decisions"]}; Uniform/AR-Net GFLOPs '
+          f'{run_["gflops_ratio_uniform_over_arnet"]:.2f}x'
           f' (target speedup {run_["target_speedup"]:.2f}x), best Uniform: {run_["best_uniform"]}')
     print(f'{"mode":<20}{"s/batch":>9}{"videos/s":>10}{"speedup":>9}{"parts":>8}'
           f'{"disp":>6}{"syncs":>6}{"progs":>6}{"pad":>6}')

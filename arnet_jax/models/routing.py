@@ -193,7 +193,8 @@ class _Router:
     return traced
 
   def _decide_fn(self, variables, video, forced, rng):
-    """-> (decisions without lite_logits, initial resolution logits `[N, R, C]`, routed `[K, N]`)."""
+    """-> (decisions without lite_logits, initial resolution logits `[N, R, C]`, routed
+    `[K, N]`)."""
     model = self.model
     features = None
     if self.policy_chunk and model.uses_policy:
