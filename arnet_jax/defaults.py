@@ -74,7 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.grad_clip = 20.0        # global gradient norm (0: no clipping)
   train.head_lr_mult = 5.0      # Linear layers' weights (the original: 5x)
   train.head_bias_lr_mult = 10.0  # Linear layers' biases (the original: 10x)
-  train.lr_schedule = 'step'    # step | cosine
+  train.lr_schedule = 'step'    # step | cosine | cosine_epoch (per epoch, the last at 0)
   train.warmup_epochs = 0.0     # linear learning-rate warm-up
   train.alpha = 0.1             # efficiency loss weight (eq. 12)
   train.beta = 0.3              # usage-uniformity loss weight (eq. 12)
@@ -159,7 +159,7 @@ CHOICES = (
     ('model.dtype', ('float32', 'bfloat16')),
     ('model.resize', ('nearest', 'bilinear')),
     ('model.kernels', ('auto', 'cpu', 'xla')),
-    ('train.lr_schedule', ('step', 'cosine')),
+    ('train.lr_schedule', ('step', 'cosine', 'cosine_epoch')),
     ('train.loss_form', ('paper', 'original')),
     ('eval.routing', ('sparse', 'masked')),
     ('eval.dispatch', ('auto', 'device', 'host')),

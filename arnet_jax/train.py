@@ -10,6 +10,7 @@ The function reads top to bottom: mesh, input, model and state, step, checkpoint
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from typing import Any
@@ -76,6 +77,10 @@ def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
 
 
 def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """The stage's learning rate per step (`train.lr_schedule`): 'step' (x0.1 at each of
+  `lr_steps` epochs), 'cosine' (per step, to 0 at the end), 'cosine_epoch' (AdaFocus's: constant
+  within an epoch, lr/2 (1 + cos(pi e / (E - 1))) in epoch e of E, so the last epoch runs at 0);
+  after `train.warmup_epochs` of linear warm-up."""
   settings, t = config[config.stage], config.train
   total = settings.num_epochs * steps_per_epoch
   if t.lr_schedule == 'step':
@@ -84,8 +89,15 @@ def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int) -> op
                       if e < settings.num_epochs})
   elif t.lr_schedule == 'cosine':
     schedule = optax.cosine_decay_schedule(settings.lr, max(1, total))
+  elif t.lr_schedule == 'cosine_epoch':
+    last = max(1, math.ceil(settings.num_epochs) - 1)
+
+    def schedule(step):
+      epoch = jnp.minimum(step // steps_per_epoch, last)
+      return settings.lr * 0.5 * (1 + jnp.cos(jnp.pi * epoch / last))
   else:
-    raise ValueError(f"train.lr_schedule must be 'step' or 'cosine', got {t.lr_schedule!r}")
+    raise ValueError(f"train.lr_schedule must be one of 'step', 'cosine', 'cosine_epoch'; got "
+                     f'{t.lr_schedule!r}')
   warmup = int(t.warmup_epochs * steps_per_epoch)
   if warmup:
     schedule = optax.join_schedules(

@@ -160,6 +160,17 @@ def test_linear_layers_get_the_original_learning_rate_multipliers():
 
 # --- Config errors. ------------------------------------------------------------------------------
 
+def test_the_per_epoch_cosine_is_constant_within_an_epoch_and_ends_with_an_epoch_at_zero():
+  config = defaults.get_config()
+  config.train.lr_schedule = 'cosine_epoch'
+  config.joint = defaults.stage_settings(lr=0.002, num_epochs=5)  # 4 epochs of cosine + 1 at 0
+  lr = train.learning_rate(config, steps_per_epoch=10)
+  got = [float(lr(step)) for step in (0, 9, 10, 20, 30, 39, 40, 49, 60)]
+  np.testing.assert_allclose(got, [0.002, 0.002, 0.001 * (1 + np.cos(np.pi / 4)), 0.001,
+                                   0.001 * (1 - np.cos(np.pi / 4)),
+                                   0.001 * (1 - np.cos(np.pi / 4)), 0.0, 0.0, 0.0], atol=1e-9)
+
+
 def test_an_unknown_field_in_a_config_file_lists_the_valid_fields():
   config = defaults.get_config()
   with config.unlocked():
