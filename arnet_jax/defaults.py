@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.policy_hidden = 2048    # its Dense and GRU
   model.classifier_hidden = 4096
   model.frame_order = 'coarse_to_fine'  # coarse_to_fine (the authors') | natural
+  model.crop_sampling = 'bilinear'  # the authors' | nearest_st (a slice, bilinear gradient)
 
   # --- Initialisation (ImageNet weights via `python -m arnet_jax.tools.import_torch`). ---------
   config.init = init = ml_collections.ConfigDict()

@@ -4,8 +4,15 @@
 `evaluate_checkpoint(config, workdir)` is `config.mode=eval` (no training split needed).
 
 Written to WORKDIR/eval/: metrics.json (mAP, mmAP, top1, top5, gflops_per_frame,
-gflops_per_video, action_usage, ...), predictions.npz (per-video logits, labels, decisions; the
-report tool draws from it) and TensorBoard scalars.
+gflops_per_video, action_usage, ...), predictions.npz (per-video logits, labels, decisions, and
+the batch's per-frame `evidence` / `glyph_box` and the model's `patch_boxes` where there are any;
+the report tool draws from it) and TensorBoard scalars.
+
+On the demo (`demo_metrics`): a model with resolution actions reports how often frames with and
+without the class evidence take the top resolution (`evidence_to_top_resolution`,
+`other_to_top_resolution`); a model that reads one patch per frame (it returns `patch_boxes`)
+reports how often its patch holds the whole class glyph (`glyph_in_patch`) and the same for
+patches of its sides at random corners (`glyph_in_random_patch`).
 
 The forward is the method's inference (its registry entry). For AR-Net, `eval.routing`:
 'sparse' (default) decides every frame's action first and runs each backbone only on the frames
@@ -145,12 +152,29 @@ class Evaluator:
           name: metrics.classification_metrics(p['action_video_logits'][:, r], p['label'],
                                                p['labels'])['mAP']
           for r, name in enumerate(self.names[:p['action_video_logits'].shape[1]])}
-    if 'evidence' in p:  # the demo: where does the policy send the frames that matter?
-      top = p['actions'][..., 0] > 0.5
-      evidence = p['evidence'].astype(bool)
-      result['evidence_to_top_resolution'] = float(top[evidence].mean()) if evidence.any() else 0
-      result['other_to_top_resolution'] = float(top[~evidence].mean()) if (~evidence).any() else 0
+    size = self.config.data.image_size
+    result.update(demo_metrics(p, (size, size)))
     return result
+
+
+def demo_metrics(p: dict, frame_size: tuple[int, int]) -> dict:
+  """The demo's questions of a policy (see the module docstring), from the predictions `p`.
+
+  Args:
+    p: actions `[N, T, A]`; the demo's `evidence` `[N, T]` and `glyph_box` `[N, T, 4]`; the
+      model's `patch_boxes` `[N, T, 4]` (patch models); a missing key skips its metrics.
+    frame_size: (H, W) of the model's input frames (the boxes' pixels).
+  """
+  result = {}
+  if 'patch_boxes' in p:  # one action: where the patch lies is the policy's decision
+    if 'glyph_box' in p:
+      result.update(metrics.glyph_in_patch(p['patch_boxes'], p['glyph_box'], frame_size))
+  elif 'evidence' in p:  # where does the policy send the frames that matter?
+    top = p['actions'][..., 0] > 0.5
+    evidence = p['evidence'].astype(bool)
+    result['evidence_to_top_resolution'] = float(top[evidence].mean()) if evidence.any() else 0
+    result['other_to_top_resolution'] = float(top[~evidence].mean()) if (~evidence).any() else 0
+  return result
 
 
 def pooled(batches, size: int, steps: int):
@@ -173,9 +197,10 @@ def concat(batches: list[dict]) -> dict:
 
 
 def prediction(out: dict) -> dict:
-  """What evaluation keeps of a forward pass: logits, actions, decided, and each resolution
-  action's own video logits `[B, R, C]` where every frame ran every resolution action."""
-  result = {k: out[k] for k in ('logits', 'actions', 'decided')}
+  """What evaluation keeps of a forward pass: logits, actions, decided, a patch model's
+  `patch_boxes` `[B, T, 4]`, and each resolution action's own video logits `[B, R, C]` where
+  every frame ran every resolution action."""
+  result = {k: out[k] for k in ('logits', 'actions', 'decided', 'patch_boxes') if k in out}
   if 'resolution_logits' in out:
     result['action_video_logits'] = out['resolution_logits'].mean(1)
   return result
@@ -202,20 +227,28 @@ def write_metrics(directory: str, result: dict, is_main: bool = True,
     np.savez_compressed(os.path.join(directory, 'predictions.npz'), **predictions)
 
 
+# The demo's columns: (header, the two metrics shown as 'a% / b%'); a column is shown when a row
+# has its metrics, '-' in the rows without them.
+DEMO_COLUMNS = (('top res.: evidence / other',
+                 ('evidence_to_top_resolution', 'other_to_top_resolution')),
+                ('glyph in patch: learned / random', ('glyph_in_patch', 'glyph_in_random_patch')))
+
+
 def summary_table(rows: dict[str, dict]) -> str:
   """A markdown table: one row per run, the paper's columns and the action usage (and, on the
-  demo, how often frames with and without the class evidence go to the top resolution)."""
-  demo = all('evidence_to_top_resolution' in m for m in rows.values())
+  demo, `DEMO_COLUMNS`: how often frames with and without the class evidence go to the top
+  resolution; how often a patch model's patch holds the class glyph, and a random patch's)."""
+  columns = [(header, keys) for header, keys in DEMO_COLUMNS
+             if any(keys[0] in m for m in rows.values())]
   lines = ['| run | mAP | mmAP | top1 | GFLOPs/f | GFLOPs/V | action usage |'
-           + (' top res.: evidence / other |' if demo else ''),
-           '|---|---:|---:|---:|---:|---:|---|' + ('---:|' if demo else '')]
+           + ''.join(f' {header} |' for header, _ in columns),
+           '|---|---:|---:|---:|---:|---:|---|' + '---:|' * len(columns)]
   for name, m in rows.items():
     usage = ', '.join(f'{a} {100 * s:.0f}%' for a, s in m['action_usage'].items() if s > 0.005)
     line = (f'| {name} | {m["mAP"]:.1f} | {m["mmAP"]:.1f} | {m["top1"]:.1f} | '
             f'{m["gflops_per_frame"]:.4g} | {m["gflops_per_video"]:.4g} | {usage} |')
-    if demo:
-      line += (f' {100 * m["evidence_to_top_resolution"]:.0f}% / '
-               f'{100 * m["other_to_top_resolution"]:.0f}% |')
+    for _, (a, b) in columns:
+      line += f' {100 * m[a]:.0f}% / {100 * m[b]:.0f}% |' if a in m else ' - |'
     lines.append(line)
   return '\n'.join(lines)
 

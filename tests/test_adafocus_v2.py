@@ -11,7 +11,8 @@ import pytest
 from conftest import random_variables, tiny_train_config
 from flax import traverse_util
 
-from arnet_jax import defaults, flops, losses, models, parallel, registry, train
+from arnet_jax import checkpoint as ckpt_lib
+from arnet_jax import defaults, flops, losses, models, parallel, recipe, registry, train
 from arnet_jax.methods import adafocus_v2 as method
 from arnet_jax.models import adafocus_v2 as adafocus
 
@@ -197,6 +198,41 @@ def test_evaluation_is_deterministic_and_predicts_with_the_last_steps_head(tiny)
   assert 'random_step_logits' not in first
 
 
+def test_patch_boxes_are_the_pixels_each_frame_was_read_at_in_temporal_order(tiny):
+  model, video, _, variables = tiny
+  corners = jax.random.uniform(jax.random.key(3), (8, T, 2))  # step order
+  out = model.apply(variables, video, corners=corners)
+  order = adafocus.coarse_to_fine_order(T)
+  for k, frame in enumerate(order):
+    top, left = corners[:, k, 0] * (32 - 16), corners[:, k, 1] * (32 - 16)
+    np.testing.assert_allclose(out['patch_boxes'][:, frame],
+                               np.stack([top, left, top + 16, left + 16], -1), rtol=1e-6)
+
+
+def test_the_uniform_baseline_runs_the_local_cnn_alone_on_every_whole_frame(tiny):
+  model, video, _, variables = tiny
+  uniform = model.clone(mode='uniform')
+  assert set(random_variables(uniform, video[:1])['params']) == {'backbone_1'}
+  out = uniform.apply(variables, video)
+  per_frame = model.apply(variables, video.reshape(-1, 1, 32, 32, 3),
+                          method=lambda m, x: m.backbone_1.logits(m.backbone_1(x[:, 0])))
+  np.testing.assert_allclose(out['logits'], per_frame.reshape(8, T, -1).mean(1), atol=1e-5)
+  np.testing.assert_array_equal(out['patch_boxes'][0, 0], [0, 0, 32, 32])
+
+
+def test_the_random_patch_baseline_has_no_policy_and_draws_its_patches_from_the_key(tiny):
+  model, video, _, variables = tiny
+  random_patches = model.clone(mode='random')
+  assert 'policy' not in random_variables(random_patches, video[:1])['params']
+  forward = registry.masked_inference(random_patches, None)
+  first, again = (forward(variables, video, rng=jax.random.key(1)) for _ in range(2))
+  other = forward(variables, video, rng=jax.random.key(2))
+  np.testing.assert_array_equal(first['corners'], again['corners'])
+  assert not np.allclose(first['corners'], other['corners'])
+  with_these = model.apply(variables, video, corners=first['corners'])  # the same classifier
+  np.testing.assert_allclose(first['logits'], with_these['logits'], atol=1e-5)
+
+
 # --- GFLOPs. -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('global_backbone,resolution,patch,gflops', [
@@ -259,13 +295,27 @@ def test_bad_adafocus_settings_are_refused_before_anything_runs():
 
 # --- The registry entry, end to end. -------------------------------------------------------------
 
-def test_the_registry_entry_trains_and_evaluates_on_the_demo_data(demo_data_dir, tmp_path):
+def test_the_recipe_warms_up_trains_and_compares_with_uniform_and_random_patches(
+    demo_data_dir, tmp_path):
   config = with_tiny_adafocus(tiny_train_config(demo_data_dir))
   config.data.image_size, config.data.num_frames = 32, T  # the demo's 64 px crops resized
-  metrics = train.train_and_evaluate(config, str(tmp_path))
-  assert metrics['num_videos'] == 12
-  assert metrics['action_usage'] == {'glance+focus@16': 1.0}
+  config.warmup = defaults.stage_settings(lr=0.05, num_epochs=1)
+  config.joint.num_epochs = 1
+  rows = recipe.run(config, str(tmp_path))
+  assert list(rows) == [name for name, _, _ in method.RECIPE_ROWS]
+  uniform, random_patches, adafocus_v2 = rows.values()
+  assert all(r['num_videos'] == 12 for r in rows.values())
   table = flops.cost_table(config.model)
-  assert metrics['gflops_per_frame'] == pytest.approx(table.action_gflops[0]
-                                                      + table.policy_gflops)
-  assert metrics['gflops_per_video'] == pytest.approx(T * metrics['gflops_per_frame'])
+  assert adafocus_v2['action_usage'] == {'glance+focus@16': 1.0}
+  assert adafocus_v2['gflops_per_video'] == pytest.approx(
+      T * (table.action_gflops[0] + table.policy_gflops))
+  # Random patches: the same networks without the policy; Uniform: the local CNN alone on the
+  # whole 32 px frames.
+  assert random_patches['gflops_per_video'] == pytest.approx(
+      T * (table.action_gflops[0] + table.policy_cnn_gflops))
+  assert uniform['action_usage'] == {'local@32': 1.0}
+  assert uniform['gflops_per_video'] == pytest.approx(T * flops.backbone_gflops(
+      'resnet18', 32, 4, convention='macs', width_multiplier=0.125, depth_multiplier=0.34))
+  # The joint stage started from the warm-up's CNNs and initialised the policy afresh.
+  warm, _ = ckpt_lib.load_variables(os.path.join(tmp_path, 'warmup', 'best'))
+  assert set(warm['params']) == {'backbone_0', 'backbone_1'}

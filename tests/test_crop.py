@@ -1,6 +1,7 @@
 """The differentiable crop is the authors' affine_grid + grid_sample: bilinear sampling at
 (y1 + i, x1 + j) with zero padding, an integer slice at integer offsets, a gradient to the
-corner that matches finite differences; the glance resize is torch's align_corners=True."""
+corner that matches finite differences; the straight-through option is the nearest slice with
+that gradient; the glance resize is torch's align_corners=True."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,6 +75,36 @@ def test_the_gradient_reaches_every_corner_in_float32(frames):
   grad = jax.grad(lambda c: jnp.sum(crop.crop_patches(
       jnp.asarray(frames, jnp.float32), c, 4) ** 2))(jnp.full((3, 2), 0.3))
   assert np.all(np.isfinite(grad)) and np.all(grad != 0)
+
+
+def test_the_nearest_straight_through_crop_is_a_slice_with_the_bilinear_gradient(frames):
+  corners = jnp.asarray([[0.13, 0.77], [0.5, 0.31], [0.999, 0.002]], jnp.float32)
+  x = jnp.asarray(frames, jnp.float32)
+  got = crop.crop_patches(x, corners, 5, sampling='nearest_st')
+  origin = np.floor(np.asarray(corners) * [12 - 5, 10 - 5] + 0.5).astype(int)  # half up
+  for i, (y, x0) in enumerate(origin):
+    np.testing.assert_allclose(got[i], frames[i, y:y + 5, x0:x0 + 5], atol=1e-6)
+  gradient = lambda sampling: jax.grad(lambda c: jnp.sum(
+      crop.crop_patches(x, c, 5, sampling=sampling) * jnp.cos(jnp.arange(5.0))[:, None, None]))(
+          corners)
+  np.testing.assert_array_equal(gradient('nearest_st'), gradient('bilinear'))
+  assert np.all(np.abs(gradient('nearest_st')) > 0)
+
+
+def test_the_smoothed_straight_through_crop_steers_the_corner_by_the_box_filtered_frame(frames):
+  corners = jnp.asarray([[0.13, 0.77], [0.5, 0.31], [0.999, 0.002]], jnp.float32)
+  x = jnp.asarray(frames, jnp.float32)
+  np.testing.assert_array_equal(crop.crop_patches(x, corners, 5, sampling='nearest_smooth'),
+                                crop.crop_patches(x, corners, 5, sampling='nearest_st'))
+  k = crop.SMOOTH_WINDOW  # 'SAME' box filter: rows/columns i - 1 .. i + 2 for k = 4
+  padded = np.pad(frames, ((0, 0), (1, 2), (1, 2), (0, 0)))
+  smooth = sum(padded[:, dy:dy + 12, dx:dx + 10] for dy in range(k) for dx in range(k)) / k ** 2
+  weights = jnp.cos(jnp.arange(5.0))[:, None, None]
+  got = jax.grad(lambda c: jnp.sum(
+      crop.crop_patches(x, c, 5, sampling='nearest_smooth') * weights))(corners)
+  want = jax.grad(lambda c: jnp.sum(
+      crop.crop_patches(jnp.asarray(smooth, jnp.float32), c, 5) * weights))(corners)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_bad_corners_or_patch_sizes_are_refused(frames):

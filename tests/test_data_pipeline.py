@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 import data_helpers as h
 from arnet_jax import defaults
 from arnet_jax.data import demo
+from arnet_jax.data import demo_video
 from arnet_jax.data import pipeline
 from arnet_jax.data import prepare
 from arnet_jax.data import transforms
@@ -48,6 +49,7 @@ def test_train_batches_have_the_documented_shapes_and_ranges(demo_config):
   # A tiny demo video has 16 frames = T, so the clip is the whole video and
   # shows its 3-6 evidence frames.
   assert ((batch['evidence'].sum(1) >= 3) & (batch['evidence'].sum(1) <= 6)).all()
+  assert 'glyph_box' not in batch  # evaluation batches only
 
 
 def test_train_labels_match_the_stored_examples(demo_config):
@@ -118,6 +120,36 @@ def test_eval_is_deterministic_and_uses_centre_crops(demo_config):
       / transforms.IMAGENET_STD
   np.testing.assert_allclose(first[0]['video'][row], expected, atol=1e-5)
   np.testing.assert_array_equal(first[0]['evidence'][row], stored['evidence'])
+
+
+def test_eval_glyph_boxes_frame_the_glyph_in_the_models_frames(demo_config):
+  # Batches of 5: the third holds 2 videos and 3 padding rows.
+  batches = _all(pipeline.create_split(demo_config, 'validation', batch_size=5, train=False,
+                                       num_classes=NUM_CLASSES)[0])
+  box = np.concatenate([b['glyph_box'] for b in batches])
+  assert box.shape == (15, 16, 4) and box.dtype == np.float32
+  mask, index = (np.concatenate([b[k] for b in batches]) for k in ('mask', 'index'))
+  video, evidence = (np.concatenate([b[k] for b in batches]) for k in ('video', 'evidence'))
+  assert (box[mask == 0] == 0).all()
+  stored = list(pipeline.get_builder(demo_config).as_dataset(
+      split='validation', shuffle_files=False).as_numpy_iterator())
+  offset = 4  # the eval centre crop of the stored 73 x 73 frames at 64
+  dark = lambda pixels: (pixels.max(-1) < 60).sum()
+  for row in np.flatnonzero(mask):
+    example = stored[index[row]]
+    np.testing.assert_array_equal(box[row][~evidence[row]], 0)
+    seen = transforms.denormalize(video[row]).astype(int)
+    for t in np.flatnonzero(evidence[row]):
+      np.testing.assert_array_equal(box[row, t], example['glyph_box'][t] - offset)
+      top, left, bottom, right = box[row, t].astype(int)
+      assert (bottom - top, right - left) == (16, 16)
+      glyph = seen[t, top:bottom, left:right]
+      np.testing.assert_allclose(
+          glyph, example['frames'][t, top + offset:bottom + offset, left + offset:right + offset],
+          atol=1)
+      # The glyph inks half of the box and nothing of the pad's margin around it.
+      assert dark(glyph) == demo_video.GLYPH_INK
+      assert dark(seen[t, top - 4:bottom + 4, left - 4:right + 4]) == demo_video.GLYPH_INK
 
 
 def test_train_decodes_only_the_crop_window_with_the_same_pixels(demo_config):

@@ -74,6 +74,24 @@ def test_eval_view_resizes_the_short_side_then_centre_crops():
   np.testing.assert_allclose(out_big[:, :, 1], expected_cols, atol=0.01)
 
 
+def test_eval_boxes_follow_the_eval_views_resize_and_crop():
+  # 146 x 194 -> 73 x 97 (scale 1/2), then the crop at row 4, column 16 (as above).
+  boxes = tf.constant([[20, 40, 60, 100], [0, 0, 0, 0]])
+  mapped = transforms.eval_boxes(boxes, 146, 194, 64).numpy()
+  np.testing.assert_array_equal(mapped, [[6, 4, 26, 34], [0, 0, 0, 0]])  # the empty box stays
+  assert mapped.dtype == np.float32
+  # A white rectangle at the box is white in the view inside the mapped box (less the 1-pixel
+  # edge the antialiased resize blurs) and black outside it (plus that edge).
+  frame = np.zeros((1, 146, 194, 3), np.uint8)
+  frame[0, 20:60, 40:100] = 255
+  view = transforms.eval_view(tf.constant(frame), 64).numpy()[0, ..., 0]
+  top, left, bottom, right = mapped[0].astype(int)
+  assert (view[top + 1:bottom - 1, left + 1:right - 1] == 1).all()
+  outside = np.ones_like(view, bool)
+  outside[top - 1:bottom + 1, left - 1:right + 1] = False
+  assert (view[outside] == 0).all()
+
+
 def test_eval_short_side_is_256_for_224():
   assert transforms.eval_resize_side(224) == 256
   assert transforms.eval_resize_side(64) == 73

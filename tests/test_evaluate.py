@@ -183,3 +183,59 @@ def test_an_unknown_bucket_policy_names_the_choices(demo_data_dir):
   config = eval_config(demo_data_dir, buckets='fixed')
   with pytest.raises(ValueError, match='eval.buckets.*binary'):
     defaults.validate(config)  # before anything runs
+
+
+def demo_predictions(patch_boxes=None):
+  """2 videos x 2 frames, one action: frame 0 of each shows the glyph at (10, 20)-(26, 36)."""
+  glyph = np.array([10.0, 20.0, 26.0, 36.0])
+  p = dict(actions=np.ones((2, 2, 1)), evidence=np.array([[True, False], [True, False]]),
+           glyph_box=np.array([[glyph, np.zeros(4)], [glyph, np.zeros(4)]]))
+  if patch_boxes is not None:
+    p['patch_boxes'] = patch_boxes
+  return p
+
+
+def test_patch_models_report_the_glyph_in_their_patch_not_the_top_resolution():
+  inside, outside = [0.0, 8.0, 32.0, 40.0], [32.0, 32.0, 64.0, 64.0]
+  p = demo_predictions(np.array([[inside, outside], [outside, inside]]))
+  result = evaluate.demo_metrics(p, (64, 64))
+  assert result == {'glyph_in_patch': 0.5, 'glyph_in_random_patch': pytest.approx(10 / 32 * 0.5)}
+  # A model without patches: where its frames with evidence go.
+  assert evaluate.demo_metrics(demo_predictions(), (64, 64)) == {
+      'evidence_to_top_resolution': 1.0, 'other_to_top_resolution': 1.0}
+
+
+def test_evaluation_keeps_a_patch_models_boxes_for_the_report():
+  out = dict(logits=np.zeros((2, 4)), actions=np.ones((2, 3, 1)), decided=np.ones((2, 3), bool),
+             step_logits=np.zeros((2, 3, 4)), patch_boxes=np.full((2, 3, 4), 7.0))
+  kept = evaluate.prediction(out)
+  assert sorted(kept) == ['actions', 'decided', 'logits', 'patch_boxes']
+  np.testing.assert_array_equal(kept['patch_boxes'], out['patch_boxes'])
+  del out['patch_boxes']  # AR-Net's outputs
+  assert 'patch_boxes' not in evaluate.prediction(out)
+
+
+def table_row(**demo):
+  return dict(mAP=70.0, mmAP=71.0, top1=60.0, gflops_per_frame=0.001, gflops_per_video=0.016,
+              action_usage={'resnet18@64': 0.25, 'skip1': 0.75}, **demo)
+
+
+def test_an_arnet_table_has_the_top_resolution_column_only():
+  table = evaluate.summary_table({'AR-Net': table_row(evidence_to_top_resolution=0.9,
+                                                      other_to_top_resolution=0.1)})
+  assert table.splitlines() == [
+      '| run | mAP | mmAP | top1 | GFLOPs/f | GFLOPs/V | action usage | top res.: evidence / '
+      'other |',
+      '|---|---:|---:|---:|---:|---:|---|---:|',
+      '| AR-Net | 70.0 | 71.0 | 60.0 | 0.001 | 0.016 | resnet18@64 25%, skip1 75% | 90% / 10% |']
+
+
+def test_a_table_with_patch_models_shows_each_demo_column_where_a_row_has_it():
+  table = evaluate.summary_table({
+      'AR-Net': table_row(evidence_to_top_resolution=0.9, other_to_top_resolution=0.1),
+      'AdaFocusV2': dict(table_row(glyph_in_patch=0.85, glyph_in_random_patch=0.25),
+                         action_usage={'glance+focus@28': 1.0})})
+  header, _, arnet, adafocus = table.splitlines()
+  assert header.endswith('| top res.: evidence / other | glyph in patch: learned / random |')
+  assert arnet.endswith('| 90% / 10% | - |')
+  assert adafocus.endswith('| glance+focus@28 100% | - | 85% / 25% |')

@@ -246,6 +246,54 @@ def test_evidence_frames_get_a_mark_under_them():
   assert (below[:left] == 255).all()
 
 
+PATCH_NAMES = ('glance+focus@28',)  # AdaFocusV2's one action
+
+
+def test_patch_and_glyph_boxes_are_outlined_at_their_edges():
+  frames = colourful_frames()
+  patch_boxes = np.tile([8.0, 12.0, 36.0, 40.0], (T, 1))  # 28 x 28 in the 64 px frame
+  patch_boxes[1] = [8.4, 12.2, 36.4, 40.2]  # corners between pixels: the nearest display pixel
+  glyph_boxes = np.zeros((T, 4))
+  glyph_boxes[0] = [10, 20, 26, 36]
+  strip = policy_strips.strip_array(frames, np.ones((T, 1)), PATCH_NAMES,
+                                    charts.action_colours(PATCH_NAMES), patch_boxes=patch_boxes,
+                                    glyph_boxes=glyph_boxes)
+  full = lambda t: frames[t].repeat(2, 0).repeat(2, 1)  # full resolution, 64 px shown at 128
+  for t, (top, left, bottom, right) in ((0, (16, 24, 72, 80)), (1, (17, 24, 73, 80)),
+                                        (2, (16, 24, 72, 80))):
+    cell = frame_cell(strip, t)
+    for edge in (cell[top, left:right], cell[bottom - 1, left:right], cell[top:bottom, left],
+                 cell[top:bottom, right - 1]):
+      assert (edge == policy_strips.PATCH_COLOUR).all()
+    outline = np.zeros((128, 128), bool)
+    outline[top:bottom, left:right] = True
+    outline[top + 1:bottom - 1, left + 1:right - 1] = False
+    glyph = np.zeros((128, 128), bool)
+    if t == 0:  # the glyph's box (20, 40)-(52, 72), inside the patch
+      glyph[20:52, 40:72] = True
+      glyph[21:51, 41:71] = False
+      assert (cell[glyph] == policy_strips.GLYPH_COLOUR).all()
+    untouched = ~outline & ~glyph
+    np.testing.assert_array_equal(cell[untouched], full(t)[untouched])
+
+
+def test_patch_strips_in_the_png_are_the_strip_arrays_with_the_patches(tmp_path):
+  frames = colourful_frames()
+  boxes = np.zeros((T, 4))
+  boxes[3] = [10, 20, 26, 36]
+  clips = [policy_strips.Clip(0, 'validation/00000_glyph_00', 0, frames, boxes[:, 0] > 0, boxes)]
+  patch_boxes = np.tile([8.0, 12.0, 36.0, 40.0], (1, T, 1))
+  result = policy_strips.plot_policy_strips(
+      clips, np.ones((1, T, 1)), np.ones((1, T), bool), np.array([0]), PATCH_NAMES,
+      ['glyph_00'], str(tmp_path / 's.png'), patch_boxes=patch_boxes)
+  strip, (x, y) = result['strips'][0], result['origins'][0]
+  assert result['labels'] == [['glance+focus@28'] * T]
+  assert (frame_cell(strip, 3)[20, 40:72] == policy_strips.GLYPH_COLOUR).all()
+  assert (frame_cell(strip, 0)[16, 24:80] == policy_strips.PATCH_COLOUR).all()
+  png = np.asarray(Image.open(tmp_path / 's.png').convert('RGB'))
+  np.testing.assert_array_equal(png[y:y + strip.shape[0], x:x + strip.shape[1]], strip)
+
+
 def test_clips_are_the_evaluation_clips_the_model_saw(demo_data_dir):
   config = demo_config(demo_data_dir)
   batches, _ = data_lib.create_split(config.data, 'validation', batch_size=4, train=False,
@@ -256,6 +304,7 @@ def test_clips_are_the_evaluation_clips_the_model_saw(demo_data_dir):
     assert batch['index'][row] == clip.index
     assert clip.label == batch['label'][row]
     np.testing.assert_array_equal(clip.evidence, batch['evidence'][row])
+    np.testing.assert_array_equal(clip.glyph_box, batch['glyph_box'][row])
     seen = data_lib.denormalize(batch['video'][row]).astype(int)
     assert np.abs(seen - clip.frames).max() <= 1
 
@@ -290,6 +339,44 @@ def test_without_predictions_the_charts_are_still_written(tmp_path):
   result = report.write_report(str(tmp_path))
   assert sorted(result) == ['action_usage', 'gflops_map']
   assert sorted(os.listdir(tmp_path / 'report')) == ['action_usage.png', 'gflops_map.png']
+
+
+def patch_model_run(directory, patch_boxes):
+  """An AdaFocusV2-style evaluation of 4 videos: one action, the demo's glyph metrics."""
+  m = dict(mAP=80.0, mmAP=80.0, top1=75.0, top5=100.0, gflops_per_video=0.05,
+           gflops_per_frame=0.05 / T, num_videos=4, action_usage={'glance+focus@28': 1.0},
+           glyph_in_patch=0.6, glyph_in_random_patch=0.2)
+  p = dict(logits=np.eye(4), actions=np.ones((4, T, 1)), decided=np.ones((4, T), bool),
+           label=np.arange(4), labels=np.eye(4), index=np.arange(4), mask=np.ones(4),
+           patch_boxes=patch_boxes, glyph_box=np.zeros((4, T, 4)), evidence=np.zeros((4, T), bool))
+  write_run(directory, m, p)
+  return m
+
+
+def test_patch_model_rows_are_plotted_by_their_gflops_and_map(tmp_path):
+  adafocus = patch_model_run(str(tmp_path / 'baselines' / 'adafocus_v2' / 'eval'),
+                             np.tile([8.0, 12.0, 36.0, 40.0], (4, T, 1)))
+  arnet = dict(mAP=71.25, mmAP=71.25, top1=50.0, top5=100.0, gflops_per_video=0.0123,
+               gflops_per_frame=0.0123 / T, num_videos=4,
+               action_usage={'resnet50@64': 0.5, 'skip1': 0.5}, evidence_to_top_resolution=0.9,
+               other_to_top_resolution=0.1)
+  with open(tmp_path / 'results.json', 'w') as f:
+    json.dump(dict(rows={'AdaFocusV2': adafocus, 'AR-Net': arnet}), f)
+  result = report.write_report(str(tmp_path))  # no config: no strips
+  assert sorted(os.listdir(tmp_path / 'report')) == ['action_usage.png', 'gflops_map.png']
+  assert result['gflops_map']['runs'] == [('AdaFocusV2', 0.05, 80.0), ('AR-Net', 0.0123, 71.25)]
+  assert result['action_usage']['actions'] == ['resnet50@64', 'glance+focus@28', 'skip1']
+  assert result['action_usage']['overall']['AdaFocusV2'] == {
+      'resnet50@64': 0.0, 'glance+focus@28': 1.0, 'skip1': 0.0}
+
+
+def test_a_patch_model_whose_patches_move_is_chosen_for_the_strips(tmp_path):
+  still = np.tile([8.0, 12.0, 36.0, 40.0], (4, T, 1))
+  moving = still.copy()
+  moving[1, 3] += 5
+  patch_model_run(str(tmp_path / 'a_still' / 'eval'), still)
+  patch_model_run(str(tmp_path / 'b_moving' / 'eval'), moving)
+  assert report.choose_run(report.collect_runs([str(tmp_path)])).label == 'b_moving'
 
 
 def test_run_folders_name_the_model_variants(tmp_path):

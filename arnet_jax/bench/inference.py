@@ -7,6 +7,7 @@
       [--scan_unroll=N]
       [--repeats=3] [--warmup=1] [--config=configs/x.py] [--json]
   python -m arnet_jax.bench.inference --eval_videos=400 --batch_size=8  # an evaluation's routing
+  python -m arnet_jax.bench.inference --method=adafocus_v2  # AdaFocusV2 (bench.inference_adafocus)
 
 The paper's ResNet AR-Net (`arnet_jax.defaults`: ResNet-50/34/18 at 224/168/112, the MobileNetV2
 policy at 84, 200 classes, T = 16) with random weights. Decisions (`--decisions`): 'exact', the
@@ -404,7 +405,18 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--eval_videos', type=int, default=0,
                  help='instead of timing modes, route this many videos as an evaluation would')
   p.add_argument('--json', action='store_true', help='end with one JSON line')
+  p.add_argument('--method', choices=('arnet', 'adafocus_v2'), default='arnet',
+                 help='adafocus_v2: AdaFocusV2 against Uniform ResNet-50 (bench.inference_adafocus)')
+  p.add_argument('--video_chunks', type=comma_list(int), default=[1, 2, 4],
+                 help='adafocus_v2: videos per call swept (B is always included)')
   args = p.parse_args(argv)
+  if args.method == 'adafocus_v2':
+    from arnet_jax.bench import inference_adafocus  # pylint: disable=g-import-not-at-top
+    result = inference_adafocus.run(args)
+    inference_adafocus.print_report(result)
+    if args.json:
+      print(json.dumps(result))
+    return 0
   for d in args.dispatch:
     if d not in routing.DISPATCHES:
       p.error(f'--dispatch takes {routing.DISPATCHES}, got {d!r}')

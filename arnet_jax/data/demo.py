@@ -12,7 +12,10 @@ Configs: 'default' (10 classes, 600 train / 200 validation videos) and 'tiny'
 (4 classes, 24 / 12, for tests and smoke runs).
 
 Features: those of the other builders (frames, label, labels, num_frames,
-video_id) plus `evidence`, bool [N]: which frames show the class glyph.
+video_id) plus `evidence`, bool [N]: which frames show the class glyph, and
+`glyph_box`, int32 [N, 4]: the class glyph's 16 x 16 box (top, left, bottom,
+right; stored-frame pixels, bottom and right exclusive) on those frames,
+(0, 0, 0, 0) on the others.
 """
 
 from __future__ import annotations
@@ -54,12 +57,14 @@ def encode_frame(frame: np.ndarray, quality: int) -> bytes:
 class ArnetDemo(tfds.core.GeneratorBasedBuilder):
   """Synthetic videos whose class evidence is small, sparse in time and fine-grained."""
 
-  VERSION = tfds.core.Version('1.2.0')
+  VERSION = tfds.core.Version('1.3.0')
   RELEASE_NOTES = {'1.0.0': 'First release.',
                    '1.1.0': 'Glyphs of 1-pixel textures in four quadrants (learned faster).',
                    '1.2.0': 'Glyph quadrants of 8 pixels, not 4 (learned faster still); the '
                             'pad shape (square or wide) tells the class parity at any '
-                            'resolution.'}
+                            'resolution.',
+                   '1.3.0': 'The feature glyph_box: where the class glyph is on each frame '
+                            '(frames, labels and evidence are those of 1.2.0).'}
   BUILDER_CONFIGS = [
       DemoConfig(name='default', description='10 classes, 600 train / 200 validation videos'),
       DemoConfig(name='tiny', num_classes=4, num_train=24, num_validation=12,
@@ -78,6 +83,7 @@ class ArnetDemo(tfds.core.GeneratorBasedBuilder):
             'num_frames': tfds.features.Scalar(dtype=np.int32),
             'video_id': tfds.features.Text(),
             'evidence': tfds.features.Sequence(tfds.features.Scalar(dtype=np.bool_)),
+            'glyph_box': tfds.features.Tensor(shape=(None, 4), dtype=np.int32),
         }),
         supervised_keys=None,
     )
@@ -97,7 +103,7 @@ class ArnetDemo(tfds.core.GeneratorBasedBuilder):
     for i in range(count):
       label = i % config.num_classes  # balanced classes
       rng = np.random.default_rng([config.seed, split_id, i])
-      frames, evidence = demo_video.render_video(rng, label, class_glyphs, decoys)
+      frames, evidence, glyph_box = demo_video.render_video(rng, label, class_glyphs, decoys)
       video_id = f'{("train", "validation")[split_id]}/{i:05d}_{names[label]}'
       yield video_id, {
           'frames': [encode_frame(f, config.jpeg_quality) for f in frames],
@@ -106,6 +112,7 @@ class ArnetDemo(tfds.core.GeneratorBasedBuilder):
           'num_frames': len(frames),
           'video_id': video_id,
           'evidence': evidence.tolist(),
+          'glyph_box': glyph_box,
       }
 
   def download_and_prepare(self, *args, **kwargs):

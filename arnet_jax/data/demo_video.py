@@ -31,6 +31,7 @@ The demo is built so that AR-Net's premise holds by construction:
   the class.
 
 Shapes: L = frames per video, H x W = frame size, G = 16 (glyph side in pixels).
+Boxes are int (top, left, bottom, right) in frame pixels, bottom and right exclusive.
 """
 
 from __future__ import annotations
@@ -120,13 +121,18 @@ def _background(rng: np.random.Generator, spec: DemoVideoSpec) -> np.ndarray:
   return top * (1 - wy) + bottom * wy
 
 
+def glyph_box(pad_top: int, pad_left: int) -> np.ndarray:
+  """The G x G glyph's box, int32 [4], in a pad whose top-left pixel is (pad_top, pad_left)."""
+  top, left = pad_top + PAD_MARGIN, pad_left + PAD_MARGIN
+  return np.array([top, left, top + GLYPH_SIDE, left + GLYPH_SIDE], np.int32)
+
+
 def _paste_pad(frame: np.ndarray, glyph: np.ndarray, top: int, left: int, width: int,
                colour: np.ndarray) -> None:
   """Draws a yellow pad with a black glyph at (top, left), in place."""
   frame[top:top + PAD_SIDE, left:left + width] = colour
-  inner = frame[top + PAD_MARGIN:top + PAD_MARGIN + GLYPH_SIDE,
-                left + PAD_MARGIN:left + PAD_MARGIN + GLYPH_SIDE]
-  inner[glyph] = 0.0
+  g_top, g_left, g_bottom, g_right = glyph_box(top, left)
+  frame[g_top:g_bottom, g_left:g_right][glyph] = 0.0
 
 
 def _paste_clutter(rng: np.random.Generator, frame: np.ndarray) -> None:
@@ -148,7 +154,8 @@ def _paste_clutter(rng: np.random.Generator, frame: np.ndarray) -> None:
 
 def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
                  decoy_glyphs: np.ndarray,
-                 spec: DemoVideoSpec = DemoVideoSpec()) -> tuple[np.ndarray, np.ndarray]:
+                 spec: DemoVideoSpec = DemoVideoSpec()
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Renders one demo video of class `label`.
 
   Args:
@@ -161,6 +168,8 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
   Returns:
     frames: uint8 [L, H, W, 3].
     evidence: bool [L], True where the class glyph is shown.
+    glyph_boxes: int32 [L, 4], the class glyph's box (`glyph_box`) on evidence frames,
+      (0, 0, 0, 0) on the others (a decoy's glyph is no class glyph).
   """
   n = spec.num_frames
   num_evidence = int(rng.integers(spec.min_evidence, spec.max_evidence + 1))
@@ -179,6 +188,7 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
   lo_row, hi_row = 4 * ((spec.height - spec.crop) // 4), spec.crop - PAD_SIDE
   lo_col, hi_col = 4 * ((spec.width - spec.crop) // 4), spec.crop - max(PAD_WIDTHS)
   frames = np.empty((n, spec.height, spec.width, 3), np.float32)
+  glyph_boxes = np.zeros((n, 4), np.int32)  # recorded from the pads' draws: no draw of its own
   for t in range(n):
     frame = background + rng.normal(0.0, 4.0, size=background.shape)
     if rng.random() < 0.6:
@@ -195,5 +205,7 @@ def render_video(rng: np.random.Generator, label: int, class_glyphs: np.ndarray,
       top = int(rng.integers(lo_row, hi_row + 1))
       left = int(rng.integers(lo_col, hi_col + 1))
       _paste_pad(frame, glyph, top, left, width, pad_colour)
+      if evidence[t]:
+        glyph_boxes[t] = glyph_box(top, left)
     frames[t] = frame
-  return np.clip(np.rint(frames), 0, 255).astype(np.uint8), evidence
+  return np.clip(np.rint(frames), 0, 255).astype(np.uint8), evidence, glyph_boxes

@@ -16,6 +16,11 @@ Batches are dicts of numpy arrays:
   index    [B] int32, position of the example in the split (-1 for padding);
            `split_video_ids` maps it to video ids
   evidence [B, T] bool, demo only: the sampled frame shows the class glyph
+  glyph_box [B, T, 4] float32, demo evaluation only: the class glyph's box (top, left, bottom,
+           right) in pixels of `video`'s frames (the stored box through the eval resize and
+           centre crop, `transforms.eval_boxes`), (0, 0, 0, 0) on frames without the glyph and
+           on padding. Training batches do not carry it: their crops, resizes and flips would
+           have to move it too, and nothing trains on it.
 """
 
 from __future__ import annotations
@@ -218,6 +223,7 @@ def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_si
     raise ValueError(f'Process {process_index} reads {end - start} training examples of '
                      f'{split!r}, fewer than its batch size {batch_size}.')
   has_evidence = 'evidence' in info.features
+  has_glyph_box = 'glyph_box' in info.features and not train
 
   ds = builder.as_dataset(
       split=f'{split}[{start}:{end}]', shuffle_files=train,
@@ -225,7 +231,8 @@ def create_split(data_config: ml_collections.ConfigDict, split: str, *, batch_si
       read_config=tfds.ReadConfig(add_tfds_id=True, shuffle_seed=seed + 7919 * process_index,
                                   skip_prefetch=True, try_autocache=False))
   offsets = _shard_offsets(builder, split)
-  clip = _ClipMaker(data_config, num_classes, has_evidence, offsets, train)
+  clip = _ClipMaker(data_config, num_classes, has_evidence, offsets, train,
+                    has_glyph_box=has_glyph_box)
   parallel = (tf.data.AUTOTUNE if data_config.num_parallel_calls in (None, -1)
               else data_config.num_parallel_calls)
   if train:
@@ -258,7 +265,7 @@ class _ClipMaker:
   """The per-example TF functions: pick T frames, decode, transform, build labels."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, num_classes: int, has_evidence: bool,
-               offsets: tf.Tensor, train: bool):
+               offsets: tf.Tensor, train: bool, has_glyph_box: bool = False):
     if cfg.sampling not in sampling.TRAIN_RULES:
       raise ValueError(f'data.sampling must be one of {sampling.TRAIN_RULES}, '
                        f'got {cfg.sampling!r}.')
@@ -273,6 +280,7 @@ class _ClipMaker:
     self.dtype = tf.bfloat16 if cfg.dtype == 'bfloat16' else tf.float32
     self.num_classes = num_classes
     self.has_evidence = has_evidence
+    self.has_glyph_box = has_glyph_box  # evaluation only (see the module docstring)
     self.offsets = offsets
     self.train = train
 
@@ -295,6 +303,8 @@ class _ClipMaker:
       out['seed'] = tf.random.experimental.stateless_fold_in(seed, 1)
     if self.has_evidence:
       out['evidence'] = tf.gather(ex['evidence'], idx)
+    if self.has_glyph_box:
+      out['glyph_box'] = tf.gather(ex['glyph_box'], idx)  # stored-frame pixels until decoded
     return out
 
   def _finish(self, clip: dict, video: tf.Tensor) -> dict:
@@ -318,6 +328,10 @@ class _ClipMaker:
   def decode_eval(self, clip: dict) -> dict:
     frames = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3), clip['jpegs'],
                        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    if self.has_glyph_box:
+      shape = tf.shape(frames)
+      clip = dict(clip, glyph_box=tf.ensure_shape(
+          transforms.eval_boxes(clip['glyph_box'], shape[1], shape[2], self.size), [self.t, 4]))
     return self._finish(clip, transforms.eval_view(frames, self.size))
 
   def padding(self) -> dict:
@@ -331,4 +345,6 @@ class _ClipMaker:
     }
     if self.has_evidence:
       out['evidence'] = tf.zeros([self.t], tf.bool)
+    if self.has_glyph_box:
+      out['glyph_box'] = tf.zeros([self.t, 4], tf.float32)
     return out

@@ -11,7 +11,8 @@ max_distort=1 and the 13 fixed crop positions):
   differ by at most 1; the crop's corner one of 13 fixed positions on a 4x4
   grid of steps; bilinear resize to S x S; flip the clip with probability 1/2.
 Eval: resize the short side to round(S * 256 / 224) (torchvision Resize(int)),
-  then the centre S x S crop (offsets rounded half to even, like torchvision).
+  then the centre S x S crop (offsets rounded half to even, like torchvision);
+  `eval_boxes` maps boxes in a frame (the demo's glyph boxes) to the same view.
 """
 
 from __future__ import annotations
@@ -137,21 +138,54 @@ def eval_view(frames: tf.Tensor, image_size: int) -> tf.Tensor:
   Returns:
     float32 [T, S, S, 3] on [0, 1] (not yet normalised).
   """
-  side = eval_resize_side(image_size)
   shape = tf.shape(frames)
   h, w = shape[1], shape[2]
-  # torchvision Resize(int): the short side becomes `side`, the long side int(side * long / short).
-  new_h = tf.where(h <= w, side, tf.cast(side * h / w, tf.int32))
-  new_w = tf.where(h <= w, tf.cast(side * w / h, tf.int32), side)
+  new_h, new_w, top, left = eval_geometry(h, w, image_size)
   x = to_unit_float(frames)
   # Skipping a same-size resize keeps stored pixels exact (the demo stores frames at `side`).
   x = tf.cond(tf.logical_and(tf.equal(new_h, h), tf.equal(new_w, w)), lambda: x,
               lambda: tf.image.resize(x, tf.stack([new_h, new_w]), method='bilinear',
                                       antialias=True))
-  top = tf.cast(tf.round(tf.cast(new_h - image_size, tf.float32) / 2.0), tf.int32)
-  left = tf.cast(tf.round(tf.cast(new_w - image_size, tf.float32) / 2.0), tf.int32)
   out = x[:, top:top + image_size, left:left + image_size]
   return tf.clip_by_value(tf.ensure_shape(out, [None, image_size, image_size, 3]), 0.0, 1.0)
+
+
+def eval_geometry(height: tf.Tensor, width: tf.Tensor, image_size: int) -> tuple[tf.Tensor, ...]:
+  """The eval view of an H x W frame: (resized height, resized width, crop top, crop left),
+  int32 scalars."""
+  side = eval_resize_side(image_size)
+  h, w = height, width
+  # torchvision Resize(int): the short side becomes `side`, the long side int(side * long / short).
+  new_h = tf.where(h <= w, side, tf.cast(side * h / w, tf.int32))
+  new_w = tf.where(h <= w, tf.cast(side * w / h, tf.int32), side)
+  top = tf.cast(tf.round(tf.cast(new_h - image_size, tf.float32) / 2.0), tf.int32)
+  left = tf.cast(tf.round(tf.cast(new_w - image_size, tf.float32) / 2.0), tf.int32)
+  return new_h, new_w, top, left
+
+
+def eval_boxes(boxes: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
+               image_size: int) -> tf.Tensor:
+  """Boxes of an H x W frame in its eval view (`eval_view`).
+
+  Args:
+    boxes: [..., 4] (top, left, bottom, right) in pixels of the frame; an empty box (bottom <=
+      top) means none.
+    height, width: H and W.
+    image_size: S.
+
+  Returns:
+    float32 [..., 4] in pixels of the S x S view: scaled as the resize scales the frame (pixel
+    edges, as `tf.image.resize` maps them), shifted by the crop's offset, not clipped to the
+    view; empty boxes (0, 0, 0, 0).
+  """
+  new_h, new_w, top, left = eval_geometry(height, width, image_size)
+  f = lambda x: tf.cast(x, tf.float32)
+  scale = tf.stack([f(new_h) / f(height), f(new_w) / f(width)] * 2)
+  offset = tf.stack([f(top), f(left)] * 2)
+  boxes = tf.cast(boxes, tf.float32)
+  mapped = boxes * scale - offset
+  empty = boxes[..., 2:3] <= boxes[..., 0:1]
+  return tf.where(empty, tf.zeros_like(mapped), mapped)
 
 
 def denormalize(video: np.ndarray) -> np.ndarray:

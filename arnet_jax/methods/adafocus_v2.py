@@ -1,6 +1,20 @@
-"""AdaFocusV2 as a registry entry (`model.variant=adafocus_v2`): one stage, trained end to end.
+"""AdaFocusV2 and its baselines as registry entries (`model.variant`), on one set of parameters.
+
+| variant              | model mode | what runs on each frame                                  |
+|----------------------|------------|----------------------------------------------------------|
+| adafocus_v2          | focus      | glance, policy, local CNN on the policy's patch          |
+| adafocus_v2_random   | random     | glance, local CNN on a uniformly random patch            |
+| adafocus_v2_uniform  | uniform    | the local CNN on the whole frame (a TSN; the Uniform row) |
 
 Model: `arnet_jax.models.adafocus_v2` (glance, patch policy, focus, running-max classifier).
+
+Stage 'warmup' (ours, not the authors'): both CNNs trained on whole frames with their heads, each
+as a TSN (AR-Net's warm-up), L = CE(mean_t global logits) + CE(mean_t local logits). It stands in for the authors' ImageNet
+initialisation where there is none (the demo, trained from scratch); the recipe
+(`config.mode=recipe`) runs it before 'joint', which starts from its weights (the policy and the
+classifier initialised afresh). With ImageNet weights, train 'joint' alone, as the authors do
+(`config.mode=train`, `config.stage=joint`, `init.backbones`; configs/adafocus_v2.py).
+
 Stage 'joint' (the authors' `main_v2.py`), with CE the cross-entropy averaged over B x T:
 
   L = 1/2 [CE(step heads) + CE(global head) + CE(local head)]    on the policy's patches
@@ -18,8 +32,14 @@ glance (global CNN + its head) is the table's policy CNN, the patch policy (1x1 
 GRU, corner head) its "LSTM" part, both paid on every frame; the action `glance+focus@P` is
 the local CNN at P with its head and the classifier (Dense + one step head).
 
+The baselines' tables: Random patches as AdaFocusV2 without the policy, Uniform one action
+(`local@H`, the local CNN on the H x H frame) and no glance.
+
 Inference: masked (`registry.masked_inference`): every frame's patch through the local CNN in
 one batched call per patch side, which is all there is to compute.
+
+The recipe's comparison (`RECIPE_ROWS`): Uniform on the warm-up's weights, Random patches and
+AdaFocusV2 on the joint stage's.
 """
 from __future__ import annotations
 
@@ -31,9 +51,22 @@ import ml_collections
 
 from arnet_jax import flops, losses, models, registry
 from arnet_jax.models import adafocus_v2 as model_lib
+from arnet_jax.models import crop
 
 NAME = 'adafocus_v2'
 STAGE = 'joint'
+MODES = {NAME: 'focus', f'{NAME}_random': 'random', f'{NAME}_uniform': 'uniform'}
+RECIPE_ROWS = (  # (row name, variant, stage whose weights it uses)
+    ('Uniform (local CNN, whole frames)', f'{NAME}_uniform', 'warmup'),
+    ('Random patches', f'{NAME}_random', STAGE),
+    ('AdaFocusV2', NAME, STAGE),
+)
+SUMMARIES = {
+    NAME: 'AdaFocusV2: a glance at each frame, then a local CNN on one differentiably cropped '
+          'patch',
+    f'{NAME}_random': "AdaFocusV2's networks on uniformly random patches (no policy)",
+    f'{NAME}_uniform': "Uniform: AdaFocusV2's local CNN on every whole frame (a TSN)",
+}
 
 
 def _create_model(c: ml_collections.ConfigDict) -> model_lib.AdaFocusV2:
@@ -43,10 +76,13 @@ def _create_model(c: ml_collections.ConfigDict) -> model_lib.AdaFocusV2:
       policy_channels=c.policy_channels, policy_hidden=c.policy_hidden,
       classifier_hidden=c.classifier_hidden, frame_order=c.frame_order,
       width_multiplier=c.width_multiplier, depth_multiplier=c.depth_multiplier,
-      dropout_rate=c.dropout, dtype=models.dtype(c.dtype))
+      dropout_rate=c.dropout, mode=MODES[c.variant], crop_sampling=c.crop_sampling,
+      dtype=models.dtype(c.dtype))
 
 
 def _action_names(c: ml_collections.ConfigDict) -> tuple[str, ...]:
+  if MODES[c.variant] == 'uniform':
+    return (f'local@{c.frame_resolution}',)
   return tuple(f'glance+focus@{p}' for p in model_lib.distinct_patch_sizes(c.patch_sizes))
 
 
@@ -55,6 +91,10 @@ def _cost_table(c: ml_collections.ConfigDict, convention: str = 'paper') -> flop
   del convention  # the papers' figures are MACs of convolutions and linear layers: 'macs'
   wd = dict(width_multiplier=c.width_multiplier, depth_multiplier=c.depth_multiplier)
   classes = c.num_classes
+  if MODES[c.variant] == 'uniform':
+    whole = flops.backbone_gflops(c.local_backbone, c.frame_resolution, classes,
+                                  convention='macs', **wd)
+    return flops.CostTable(_action_names(c), (whole,), 0.0, 0.0, 'macs')
   glance = flops.backbone_gflops(c.global_backbone, c.global_resolution, classes,
                                  convention='macs', **wd)
   h, w, g = _map_shape(c)
@@ -66,6 +106,8 @@ def _cost_table(c: ml_collections.ConfigDict, convention: str = 'paper') -> flop
   classifier_gflops = flops.count_ops(classifier, (1, 1, features)).gflops('macs')
   focus = tuple(flops.backbone_gflops(c.local_backbone, p, classes, convention='macs', **wd)
                 + classifier_gflops for p in model_lib.distinct_patch_sizes(c.patch_sizes))
+  if MODES[c.variant] == 'random':
+    policy_gflops = 0.0
   return flops.CostTable(_action_names(c), focus, glance, policy_gflops, 'macs')
 
 
@@ -86,6 +128,9 @@ def _validate(c: ml_collections.ConfigDict) -> None:
   if c.local_backbone not in models.BACKBONES:
     raise ValueError(f'model.local_backbone: unknown backbone {c.local_backbone!r}; choose '
                      f'from {", ".join(models.BACKBONES)}.')
+  if c.crop_sampling not in crop.SAMPLINGS:
+    raise ValueError(f'model.crop_sampling must be one of {crop.SAMPLINGS}, got '
+                     f'{c.crop_sampling!r}.')
   if c.frame_order not in model_lib.FRAME_ORDERS:
     raise ValueError(f'model.frame_order must be one of {model_lib.FRAME_ORDERS}, got '
                      f'{c.frame_order!r}.')
@@ -97,7 +142,18 @@ def _validate(c: ml_collections.ConfigDict) -> None:
     raise ValueError(f'model.global_resolution must be >= 1, got {c.global_resolution}.')
 
 
-# --- The stage. ----------------------------------------------------------------------------------
+# --- The stages. ---------------------------------------------------------------------------------
+
+def warmup_loss(out: dict, labels: jax.Array, ctx: registry.LossContext
+                ) -> tuple[jax.Array, dict]:
+  """Each CNN with its head trained as a TSN, as AR-Net's warm-up trains its backbones:
+  CE(mean over frames of the global head's logits) + CE(the same of the local head's). A
+  per-frame loss would ask for the class on frames that do not show it."""
+  del ctx
+  parts = dict(ce_global=losses.cross_entropy(out['global_logits'].mean(1), labels),
+               ce_local=losses.cross_entropy(out['local_logits'].mean(1), labels))
+  return parts['ce_global'] + parts['ce_local'], parts
+
 
 def _per_step_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """CE averaged over B x T: logits `[B, T, C]`, labels `[B]` (every step the video's label)."""
@@ -182,11 +238,16 @@ def _torch_layout(c: ml_collections.ConfigDict, keys):
   return it.Plan(expected, mounts, droppable, description=description)
 
 
-registry.register(registry.Method(
-    name=NAME,
-    summary='AdaFocusV2: a glance at each frame, then a local CNN on one differentiably '
-            'cropped patch',
-    create_model=_create_model, input_resolution=lambda c: int(c.frame_resolution),
-    action_names=_action_names, cost_table=_cost_table,
-    stages=(registry.Stage(STAGE, adafocus_v2_loss, param_group=param_group),),
-    inference=registry.masked_inference, validate=_validate, torch_layout=_torch_layout))
+STAGES = (
+    registry.Stage('warmup', warmup_loss, module=lambda model: model.clone(mode='warmup'),
+                   param_group=param_group),
+    registry.Stage(STAGE, adafocus_v2_loss, param_group=param_group, starts_from='warmup'),
+)
+
+for _variant in MODES:
+  registry.register(registry.Method(
+      name=_variant, summary=SUMMARIES[_variant], create_model=_create_model,
+      input_resolution=lambda c: int(c.frame_resolution), action_names=_action_names,
+      cost_table=_cost_table, stages=STAGES, inference=registry.masked_inference,
+      validate=_validate, torch_layout=_torch_layout if _variant == NAME else None,
+      recipe_rows=RECIPE_ROWS if _variant == NAME else ()))

@@ -12,7 +12,8 @@ Per step k:
   policy    stop_gradient(map) -> 1x1 conv (no bias) -> BN -> tanh -> flatten -> Dense ->
             BN -> tanh -> GRU (causal over the steps, zero initial state) -> Dense 2 ->
             sigmoid: the patch's normalised top-left corner (a_y, a_x) in (0, 1)^2;
-  focus     crop the P x P patch (`crop.crop_patches`, differentiable in the corner) ->
+  focus     crop the P x P patch (`crop.crop_patches`, differentiable in the corner; bilinear,
+            or `crop_sampling='nearest_st'`) ->
             local CNN -> F_L -> auxiliary head;
   classify  Dense(F_G + F_L -> D) -> BN -> ReLU -> running (cumulative) max over steps 0..k ->
             head k (dropout, Dense C). The video's logits are the last step's.
@@ -31,7 +32,19 @@ initialisation (uniform +-1/sqrt(fan_in)), as the authors' code does.
 `patch_sizes` holds one side for every step or one per step (T entries, in step order); the
 frames of each distinct side go through the local CNN in one batched call. The model's
 actions are those sides: `actions [B, T, A]` is one-hot of each step's side among the distinct
-ones (A = 1 for a single side), every step `decided`.
+ones (A = 1 for a single side), every step `decided`. `patch_boxes [B, T, 4]` is the box
+(top, left, bottom, right) in pixels of the input frame that the local CNN read on each frame,
+in temporal order.
+
+`mode` (the same parameters in every mode; a mode creates only the children it runs):
+  focus    the method, as above;
+  random   uniformly random corners at evaluation too, no policy (the random-patch baseline:
+           does the policy's patch matter, with the same classifier?);
+  uniform  the local CNN alone on every whole frame, its head's logits averaged over frames
+           (the Uniform baseline, a TSN of the local CNN; one action, the full frame);
+  warmup   both CNNs on every whole frame, each with its head (`global_logits`,
+           `local_logits`), logits as in uniform: the per-frame warm-up that stands in for
+           ImageNet pre-training where there is none (the demo).
 """
 from __future__ import annotations
 
@@ -45,6 +58,7 @@ from flax import linen as nn
 from arnet_jax.models import backbones, crop, layers
 
 FRAME_ORDERS = ('coarse_to_fine', 'natural')
+MODES = ('focus', 'random', 'uniform', 'warmup')
 GLOBAL_BACKBONES = ('mobilenet_v2', 'resnet18', 'resnet34', 'resnet50', 'resnet101')
 
 
@@ -222,9 +236,13 @@ class AdaFocusV2(nn.Module):
   width_multiplier: float = 1.0
   depth_multiplier: float = 1.0
   dropout_rate: float = 0.2
+  mode: str = 'focus'
+  crop_sampling: str = 'bilinear'
   dtype: Any = jnp.float32
 
   def setup(self):
+    if self.mode not in MODES:
+      raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
     if self.global_backbone not in GLOBAL_BACKBONES:
       raise ValueError(f'global_backbone must be one of {GLOBAL_BACKBONES} (a CNN whose last '
                        f'feature map the policy reads), got {self.global_backbone!r}')
@@ -267,7 +285,8 @@ class AdaFocusV2(nn.Module):
       group = [k for k in range(t) if sizes[k] == size]
       n = len(group)
       patches = crop.crop_patches(pick(frames, group).reshape(b * n, *frames.shape[2:]),
-                                  pick(corners, group).reshape(b * n, 2), size)
+                                  pick(corners, group).reshape(b * n, 2), size,
+                                  self.crop_sampling)
       f = self.backbone_1(patches.astype(self.dtype), train)
       features.append(f.reshape(b, n, -1))
       logits.append(self.backbone_1.logits(f, train).reshape(b, n, -1))
@@ -287,20 +306,30 @@ class AdaFocusV2(nn.Module):
       video: `[B, T, H, W, 3]` frames in temporal order (read in `frame_order`).
       train: batch statistics and dropout on, and the random-patch pass.
       corners: optional `[B, T, 2]` corners (step order) used instead of the policy's.
-      random_corners: optional `[B, T, 2]` corners of the random-patch pass (training); by
-        default uniform on [0, 1)^2 from the 'gumbel' rng stream.
+      random_corners: optional `[B, T, 2]` corners of the random-patch pass (training, and the
+        patches of mode 'random'); by default uniform on [0, 1)^2 from the 'gumbel' rng stream.
 
     Returns a dict, per step in step order: logits `[B, C]` (the last step's head),
     step_logits `[B, T, C]`, global_logits `[B, T, C]`, local_logits `[B, T, C]`, corners
     `[B, T, 2]` (the patches'), policy_corners `[B, T, 2]` (the policy's), actions `[B, T, A]`
-    (one-hot of the step's patch side), decided `[B, T]` (all True); in training also
-    random_corners `[B, T, 2]`, random_step_logits and random_local_logits `[B, T, C]`.
+    (one-hot of the step's patch side), decided `[B, T]` (all True), patch_boxes `[B, T, 4]`
+    (temporal order); in training also random_corners `[B, T, 2]`, random_step_logits and
+    random_local_logits `[B, T, C]`. Modes 'uniform' and 'warmup' return logits, local_logits
+    (and, warmup, global_logits) in temporal order, actions, decided and patch_boxes.
     """
+    if self.mode in ('uniform', 'warmup'):
+      return self.whole_frames(video, train)
     b, t = video.shape[:2]
     order = frame_indices(self.frame_order, t)
     frames = video if order == tuple(range(t)) else video[:, np.asarray(order)]
     glance = self.glance(frames, train)
-    policy_corners = self.policy(jax.lax.stop_gradient(glance['feature_map']), train)
+    if train or self.mode == 'random':
+      if random_corners is None:
+        random_corners = jax.random.uniform(self.make_rng('gumbel'), (b, t, 2))
+    if self.mode == 'random':
+      policy_corners = random_corners
+    else:
+      policy_corners = self.policy(jax.lax.stop_gradient(glance['feature_map']), train)
     if corners is None:
       corners = policy_corners
     focus = self.focus(frames, corners, glance['global_features'], train)
@@ -311,11 +340,33 @@ class AdaFocusV2(nn.Module):
                global_logits=glance['global_logits'], local_logits=focus['local_logits'],
                corners=corners, policy_corners=policy_corners,
                actions=jnp.broadcast_to(actions, (b, t, len(self.action_sizes))),
-               decided=jnp.ones((b, t), bool))
+               decided=jnp.ones((b, t), bool),
+               patch_boxes=patch_boxes(corners, sizes, video.shape[2:4])[:, np.argsort(order)])
     if train:
-      if random_corners is None:
-        random_corners = jax.random.uniform(self.make_rng('gumbel'), (b, t, 2))
       random = self.focus(frames, random_corners, glance['global_features'], train)
       out.update(random_corners=random_corners, random_step_logits=random['step_logits'],
                  random_local_logits=random['local_logits'])
     return out
+
+  def whole_frames(self, video: jax.Array, train: bool = False) -> dict:
+    """Modes 'uniform' and 'warmup': the CNNs on every whole frame, in temporal order."""
+    b, t, h, w = video.shape[:4]
+    f = self.backbone_1(video.reshape(b * t, h, w, 3).astype(self.dtype), train)
+    local_logits = self.backbone_1.logits(f, train).reshape(b, t, -1)
+    out = dict(logits=local_logits.mean(1), local_logits=local_logits,
+               actions=jnp.ones((b, t, 1)), decided=jnp.ones((b, t), bool),
+               patch_boxes=jnp.broadcast_to(jnp.asarray([0., 0., h, w]), (b, t, 4)))
+    if self.mode == 'warmup':
+      out['global_logits'] = self.glance(video, train)['global_logits']
+    return out
+
+
+def patch_boxes(corners: jax.Array, sizes: Sequence[int], frame_shape: Sequence[int]
+                ) -> jax.Array:
+  """`[B, T, 2]` normalised corners and `[T]` patch sides -> `[B, T, 4]` boxes (top, left,
+  bottom, right) in pixels of an H x W frame: top = a_y (H - P), left = a_x (W - P), as the
+  crop reads them (`crop.crop_patches`)."""
+  h, w = frame_shape
+  p = jnp.asarray(sizes, corners.dtype)[None, :]
+  top, left = corners[..., 0] * (h - p), corners[..., 1] * (w - p)
+  return jnp.stack([top, left, top + p, left + p], axis=-1)

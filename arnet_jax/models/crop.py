@@ -33,8 +33,21 @@ def patch_origin(corners: jax.Array, height: int, width: int, size: int) -> jax.
   return corners * scale
 
 
-def crop_patches(frames: jax.Array, corners: jax.Array, size: int) -> jax.Array:
+SAMPLINGS = ('bilinear', 'nearest_st', 'nearest_smooth')
+SMOOTH_WINDOW = 4  # 'nearest_smooth': the box filter whose gradient steers the corner
+
+
+def crop_patches(frames: jax.Array, corners: jax.Array, size: int,
+                 sampling: str = 'bilinear') -> jax.Array:
   """Bilinear `size` x `size` patches at fractional offsets (see the module docstring).
+
+  `sampling='nearest_st'` (ours, not the authors'): the patch at the nearest integer offset
+  (round half up), an exact slice of the frame, with the bilinear patch's gradient
+  (straight-through). For frames whose classes live in 1-pixel detail, which bilinear sampling
+  at a half-pixel offset averages away (the demo's glyph textures). `'nearest_smooth'`: the
+  same slice, with the gradient of the bilinear patch of the frame box-filtered over
+  `SMOOTH_WINDOW` pixels: the corner follows the frame's coarse structure, not the sign flips
+  of 1-pixel textures, which make the plain gradient noise.
 
   Args:
     frames: `[N, H, W, C]`, H and W >= size.
@@ -45,6 +58,8 @@ def crop_patches(frames: jax.Array, corners: jax.Array, size: int) -> jax.Array:
   Returns: `[N, P, P, C]` in the frames' dtype; differentiable in `frames` and `corners`.
   """
   n, h, w, c = frames.shape
+  if sampling not in SAMPLINGS:
+    raise ValueError(f'sampling must be one of {SAMPLINGS}, got {sampling!r}')
   if corners.shape != (n, 2):
     raise ValueError(f'corners must be [N, 2] = {(n, 2)} for frames {frames.shape}, got '
                      f'{corners.shape}')
@@ -54,12 +69,25 @@ def crop_patches(frames: jax.Array, corners: jax.Array, size: int) -> jax.Array:
   top_left = jnp.floor(lax.stop_gradient(origin))
   frac = (origin - top_left).astype(frames.dtype)  # [N, 2], carries the corner's gradient
   start = top_left.astype(jnp.int32)
-  padded = jnp.pad(frames, ((0, 0), (0, 1), (0, 1), (0, 0)))
-  window = jax.vmap(lambda image, y, x: lax.dynamic_slice(
-      image, (y, x, jnp.zeros_like(y)), (size + 1, size + 1, c)))(padded, start[:, 0], start[:, 1])
-  fy, fx = frac[:, 0, None, None, None], frac[:, 1, None, None, None]
-  rows = (1 - fy) * window[:, :-1] + fy * window[:, 1:]      # [N, P, P + 1, C]
-  return (1 - fx) * rows[:, :, :-1] + fx * rows[:, :, 1:]    # [N, P, P, C]
+  slices = jax.vmap(lambda image, y, x: lax.dynamic_slice(
+      image, (y, x, jnp.zeros_like(y)), (size + 1, size + 1, c)))
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+  window = slices(pad(frames), start[:, 0], start[:, 1])
+
+  def blend(frac, window=window):
+    fy, fx = frac[:, 0, None, None, None], frac[:, 1, None, None, None]
+    rows = (1 - fy) * window[:, :-1] + fy * window[:, 1:]    # [N, P, P + 1, C]
+    return (1 - fx) * rows[:, :, :-1] + fx * rows[:, :, 1:]  # [N, P, P, C]
+  if sampling == 'bilinear':
+    return blend(frac)
+  nearest = blend(lax.stop_gradient(jnp.floor(frac + 0.5)))  # weights 0 / 1: a slice
+  if sampling == 'nearest_st':
+    steer = blend(frac)
+  else:
+    k = SMOOTH_WINDOW
+    smooth = lax.reduce_window(frames, 0.0, lax.add, (1, k, k, 1), (1, 1, 1, 1), 'SAME') / k ** 2
+    steer = blend(frac, slices(pad(smooth), start[:, 0], start[:, 1]))
+  return nearest + (steer - lax.stop_gradient(steer))
 
 
 @functools.lru_cache(maxsize=None)

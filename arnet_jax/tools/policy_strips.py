@@ -6,6 +6,10 @@ displayed side of one frame (S scaled up by a whole factor to at least `MIN_DISP
 A frame processed at resolution r is the eval crop resized to r x r the way the model does it
 (`models.arnet.resize`, config.model.resize), then scaled up to D x D with nearest neighbours, so
 a low resolution shows as blocks. A skipped frame is drawn at full resolution in faded grey.
+For a model that reads one patch per frame (its predictions carry `patch_boxes` `[N, T, 4]`,
+top, left, bottom, right in eval-crop pixels), every frame is drawn at full resolution with a
+1-pixel outline on the patch's edges (PATCH_COLOUR) and, on the demo, on the class glyph's
+(GLYPH_COLOUR, under the patch's where they meet).
 Strips are numpy arrays (`strip_array`); the figure places them pixel-exact (`Figure.figimage`)
 and adds the text.
 """
@@ -26,6 +30,8 @@ MIN_DISPLAY = 128  # px: a frame is shown at least this large
 GAP = 4            # px between frames
 BAR = 7            # px: the action's colour above a frame, the evidence mark below it
 EVIDENCE_COLOUR = (214, 39, 40)
+PATCH_COLOUR = (0, 255, 255)   # cyan: the patch the model read
+GLYPH_COLOUR = (255, 0, 255)   # magenta: the class glyph (demo)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Clip:
   label: int
   frames: np.ndarray    # uint8 [T, S, S, 3]
   evidence: np.ndarray | None  # bool [T] (demo only: the frame shows the class glyph)
+  glyph_box: np.ndarray | None = None  # float [T, 4] in pixels of `frames` (demo only)
 
 
 def read_clips(data_config: ml_collections.ConfigDict, indices: Sequence[int]) -> list[Clip]:
@@ -57,8 +64,12 @@ def read_clips(data_config: ml_collections.ConfigDict, indices: Sequence[int]) -
     frames = tf.stack([tf.io.decode_jpeg(ex['frames'][j], channels=3) for j in idx])
     view = transforms.eval_view(frames, data_config.image_size).numpy()
     evidence = ex['evidence'].numpy()[idx].astype(bool) if 'evidence' in ex else None
+    glyph_box = None
+    if 'glyph_box' in ex:
+      glyph_box = transforms.eval_boxes(tf.gather(ex['glyph_box'], idx), tf.shape(frames)[1],
+                                        tf.shape(frames)[2], data_config.image_size).numpy()
     clips.append(Clip(int(i), ex['video_id'].numpy().decode(), int(ex['label']),
-                      np.rint(view * 255.0).astype(np.uint8), evidence))
+                      np.rint(view * 255.0).astype(np.uint8), evidence, glyph_box))
   return clips
 
 
@@ -135,9 +146,29 @@ def frame_left(t: int, display: int) -> int:
   return t * (display + GAP)
 
 
+def draw_box(image: np.ndarray, box: np.ndarray, scale: float,
+             colour: tuple[int, int, int]) -> None:
+  """Draws on `image` `[D, D, 3]` (in place) the 1-pixel outline of `box` (top, left, bottom,
+  right in S-pixel frame coordinates, bottom and right exclusive) scaled by `scale` = D / S and
+  rounded to display pixels: the box's outermost rows and columns, cut to the image. An empty
+  box draws nothing."""
+  h, w = image.shape[:2]
+  top, left, bottom, right = (int(round(float(v) * scale)) for v in box)
+  y0, y1, x0, x1 = max(top, 0), min(bottom, h), max(left, 0), min(right, w)
+  if y1 <= y0 or x1 <= x0:  # empty, or outside the image
+    return
+  for y in (top, bottom - 1):
+    if 0 <= y < h:
+      image[y, x0:x1] = colour
+  for x in (left, right - 1):
+    if 0 <= x < w:
+      image[y0:y1, x] = colour
+
+
 def strip_array(frames: np.ndarray, actions: np.ndarray, names: Sequence[str],
                 colours: dict[str, tuple[float, float, float]], *, resize_method: str = 'nearest',
-                evidence: np.ndarray | None = None) -> np.ndarray:
+                evidence: np.ndarray | None = None, patch_boxes: np.ndarray | None = None,
+                glyph_boxes: np.ndarray | None = None) -> np.ndarray:
   """One video's strip, uint8 `[BAR + D + BAR, T * (D + GAP) - GAP, 3]`.
 
   Row bands, top to bottom: the colour of each frame's action (BAR px), the frames (D px, see
@@ -150,6 +181,10 @@ def strip_array(frames: np.ndarray, actions: np.ndarray, names: Sequence[str],
     colours: action name -> RGB in [0, 1] (`charts.action_colours`).
     resize_method: config.model.resize.
     evidence: optional bool `[T]`.
+    patch_boxes: optional `[T, 4]`, the patch a patch model read on each frame (S pixels):
+      frames are then drawn at full resolution with its outline.
+    glyph_boxes: optional `[T, 4]`, the class glyph's box ((0, 0, 0, 0): none); outlined only
+      with `patch_boxes`.
   """
   t, s = frames.shape[:2]
   d = display_size(s)
@@ -158,7 +193,12 @@ def strip_array(frames: np.ndarray, actions: np.ndarray, names: Sequence[str],
     on = [n for n, x in zip(names, np.asarray(actions[i]) > 0.5) if x]
     res = [resolution_of(n) for n in on if resolution_of(n) is not None]
     left = frame_left(i, d)
-    if res:  # Multi-Scale takes several: show the finest
+    if patch_boxes is not None and on:  # the patch is read at full resolution
+      image = upscale(frames[i], d)
+      if glyph_boxes is not None:
+        draw_box(image, glyph_boxes[i], d / s, GLYPH_COLOUR)
+      draw_box(image, patch_boxes[i], d / s, PATCH_COLOUR)
+    elif res:  # Multi-Scale takes several: show the finest
       image = as_seen(frames[i], max(res), d, resize_method)
     else:
       image = grey_out(upscale(frames[i], d))
@@ -173,7 +213,8 @@ def strip_array(frames: np.ndarray, actions: np.ndarray, names: Sequence[str],
 
 def plot_policy_strips(clips: Sequence[Clip], actions: np.ndarray, decided: np.ndarray,
                        predicted: np.ndarray, names: Sequence[str], class_names: Sequence[str],
-                       path: str, *, resize_method: str = 'nearest', title: str = '') -> dict:
+                       path: str, *, resize_method: str = 'nearest', title: str = '',
+                       patch_boxes: np.ndarray | None = None) -> dict:
   """Writes one strip per clip to `path`.
 
   Args:
@@ -184,14 +225,17 @@ def plot_policy_strips(clips: Sequence[Clip], actions: np.ndarray, decided: np.n
     path: the PNG to write.
     resize_method: config.model.resize.
     title: the first line of the header (which run, which split).
+    patch_boxes: `[N, T, 4]` of a patch model (predictions.npz `patch_boxes`), or None.
 
   Returns:
     {'strips': [uint8 arrays as drawn], 'origins': [(x, y) of each strip's top-left pixel in the
     PNG], 'labels': [[frame captions]], 'size': (width, height) in pixels}.
   """
   colours = charts.action_colours(names)
+  patches = patch_boxes is not None
   strips = [strip_array(c.frames, actions[i], names, colours, resize_method=resize_method,
-                        evidence=c.evidence) for i, c in enumerate(clips)]
+                        evidence=c.evidence, patch_boxes=patch_boxes[i] if patches else None,
+                        glyph_boxes=c.glyph_box) for i, c in enumerate(clips)]
   labels = [frame_labels(actions[i], decided[i], names) for i in range(len(clips))]
   d = display_size(clips[0].frames.shape[1]) if clips else MIN_DISPLAY
   k = d / MIN_DISPLAY  # text grows with the frames, so it stays readable when viewed scaled down
@@ -204,13 +248,28 @@ def plot_policy_strips(clips: Sequence[Clip], actions: np.ndarray, decided: np.n
   text = lambda x, y, s, size, **kw: fig.text(x / width, 1 - y / height, s, va='top',
                                               fontsize=size * k, **kw)
   text(margin, px(8), title or 'Policy decisions', 14, weight='bold')
-  text(margin, px(34), 'Each frame is drawn at the resolution its backbone processed it at '
-       '(blocky = low resolution); faded grey frames were skipped. Caption and colour bar: the '
-       'action (backbone@input pixels, or skip k frames).', 11)
+  if patches:
+    glyphs = any(c.glyph_box is not None for c in clips)
+    text(margin, px(34), 'Each frame is drawn at full resolution, outlined in cyan: the patch '
+         "the model's local CNN read on it" + (', in magenta: the class glyph (demo data)'
+                                                if glyphs else '')
+         + '. Caption and colour bar: the action.', 11)
+  else:
+    text(margin, px(34), 'Each frame is drawn at the resolution its backbone processed it at '
+         '(blocky = low resolution); faded grey frames were skipped. Caption and colour bar: the '
+         'action (backbone@input pixels, or skip k frames).', 11)
   text(margin, px(59), 'Actions:', 10)
   ordered = charts.action_order(names)
-  fig.legend([Patch(facecolor=colours[n]) for n in ordered], ordered, loc='upper left',
-             bbox_to_anchor=((margin + px(62)) / width, 1 - px(55) / height), ncol=len(ordered),
+  handles, entries = [Patch(facecolor=colours[n]) for n in ordered], list(ordered)
+  if patches:
+    rgb = lambda c: tuple(v / 255 for v in c)
+    handles.append(Patch(facecolor='white', edgecolor=rgb(PATCH_COLOUR), linewidth=1.5))
+    entries.append('patch read')
+    if glyphs:
+      handles.append(Patch(facecolor='white', edgecolor=rgb(GLYPH_COLOUR), linewidth=1.5))
+      entries.append('class glyph')
+  fig.legend(handles, entries, loc='upper left',
+             bbox_to_anchor=((margin + px(62)) / width, 1 - px(55) / height), ncol=len(handles),
              frameon=False, fontsize=10 * k, handlelength=1.4, columnspacing=1.6, borderpad=0,
              borderaxespad=0)
   if any(c.evidence is not None for c in clips):

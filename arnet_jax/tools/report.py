@@ -11,7 +11,9 @@ rows) and writes into `<first workdir>/report/` (or --out):
   action_usage.png    the share of frames taking each action, per run, and per true class for
                       one run
   policy_strips.png   for a few validation videos, the T frames each drawn at the resolution it
-                      was processed at, skipped frames grey (the paper's Figure 4)
+                      was processed at, skipped frames grey (the paper's Figure 4); for a model
+                      reading one patch per frame (AdaFocusV2), each frame at full resolution
+                      with the patch it read outlined (and, on the demo, the class glyph)
 
 The per-class chart and the strips need the run's `eval/predictions.npz` (written by
 `config.mode=eval` and by the recipe's baselines, not by training's final evaluation), and the
@@ -134,18 +136,20 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def choose_run(runs: Sequence[Run], label: str | None = None) -> Run | None:
-  """The run for the strips and per-class usage: `label` if given, else the first run with
-  predictions whose policy is at work (its frames take different actions), else the first run
-  with predictions."""
+  """The run for the strips and per-class usage: `label` if given, else the last run with
+  predictions whose policy is at work (its frames take different actions, or read patches at
+  different places: a recipe's table ends with its method, after the Random baseline), else the
+  first run with predictions."""
   with_predictions = [r for r in runs if r.predictions_path]
   if label:
     for r in runs:
       if r.label == label:
         return r
     raise errors.UserError(f'No run labelled {label!r}; found: {[r.label for r in runs]}.')
-  for r in with_predictions:
-    actions = np.load(r.predictions_path)['actions']
-    if actions.size and (actions != actions.reshape(-1, actions.shape[-1])[:1]).any():
+  for r in reversed(with_predictions):
+    p = np.load(r.predictions_path)
+    decisions = [p[k] for k in ('actions', 'patch_boxes') if k in p]
+    if any(d.size and (d != d.reshape(-1, d.shape[-1])[:1]).any() for d in decisions):
       return r
   return with_predictions[0] if with_predictions else None
 
@@ -227,7 +231,8 @@ def strips_figure(run: Run, config: ml_collections.ConfigDict, path: str,
            f'{config.data.eval_split} split, {len(clips)} of {len(p["label"])} videos')
   return policy_strips.plot_policy_strips(
       clips, p['actions'][rows], p['decided'][rows], p['logits'][rows].argmax(-1), names,
-      class_names(config), path, resize_method=config.model.resize, title=title)
+      class_names(config), path, resize_method=config.model.resize, title=title,
+      patch_boxes=p['patch_boxes'][rows] if 'patch_boxes' in p else None)
 
 
 def write_report(workdirs: str | Sequence[str], config: ml_collections.ConfigDict | None = None,
