@@ -207,6 +207,10 @@ def test_patch_boxes_are_the_pixels_each_frame_was_read_at_in_temporal_order(tin
     top, left = corners[:, k, 0] * (32 - 16), corners[:, k, 1] * (32 - 16)
     np.testing.assert_allclose(out['patch_boxes'][:, frame],
                                np.stack([top, left, top + 16, left + 16], -1), rtol=1e-6)
+  # The nearest crops read a slice at the rounded corner: their boxes say so.
+  nearest = model.clone(crop_sampling='nearest_smooth').apply(variables, video, corners=corners)
+  np.testing.assert_array_equal(nearest['patch_boxes'][:, order, :2],
+                                np.floor(np.asarray(corners) * (32 - 16) + 0.5))
 
 
 def test_the_uniform_baseline_runs_the_local_cnn_alone_on_every_whole_frame(tiny):

@@ -199,7 +199,9 @@ def test_patch_models_report_the_glyph_in_their_patch_not_the_top_resolution():
   inside, outside = [0.0, 8.0, 32.0, 40.0], [32.0, 32.0, 64.0, 64.0]
   p = demo_predictions(np.array([[inside, outside], [outside, inside]]))
   result = evaluate.demo_metrics(p, (64, 64))
-  assert result == {'glyph_in_patch': 0.5, 'glyph_in_random_patch': pytest.approx(10 / 32 * 0.5)}
+  # The centre 32 x 32 patch (16..48) misses the glyph's top rows (10..26).
+  assert result == {'glyph_in_patch': 0.5, 'glyph_in_random_patch': pytest.approx(10 / 32 * 0.5),
+                    'glyph_in_centre_patch': 0.0}
   # A model without patches: where its frames with evidence go.
   assert evaluate.demo_metrics(demo_predictions(), (64, 64)) == {
       'evidence_to_top_resolution': 1.0, 'other_to_top_resolution': 1.0}

@@ -422,3 +422,12 @@ def test_command_line_writes_the_report(recipe_dir, tmp_path, monkeypatch):
   assert sorted(os.listdir(out)) == ['action_usage.png', 'gflops_map.png', 'policy_strips.png']
   assert Image.open(out / 'gflops_map.png').size == (1500, 620)
   assert Image.open(out / 'policy_strips.png').size[1] == 92 + 2 * 201 + 16
+
+
+def test_a_recipes_own_method_is_drawn_rather_than_its_random_baseline_or_a_stage(tmp_path):
+  moving = np.tile([8.0, 12.0, 36.0, 40.0], (4, T, 1))
+  moving[1, 3] += 5
+  for folder in ('joint', 'baselines/adafocus_v2_random', 'baselines/adafocus_v2'):
+    patch_model_run(str(tmp_path / folder / 'eval'), moving)
+  chosen = report.choose_run(report.collect_runs([str(tmp_path)]))
+  assert chosen.variant == 'adafocus_v2'

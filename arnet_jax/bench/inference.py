@@ -406,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                  help='instead of timing modes, route this many videos as an evaluation would')
   p.add_argument('--json', action='store_true', help='end with one JSON line')
   p.add_argument('--method', choices=('arnet', 'adafocus_v2'), default='arnet',
-                 help='adafocus_v2: AdaFocusV2 against Uniform ResNet-50 (bench.inference_adafocus)')
+                 help='adafocus_v2: AdaFocusV2 against Uniform ResNet-50 '
+                      '(bench.inference_adafocus)')
   p.add_argument('--video_chunks', type=comma_list(int), default=[1, 2, 4],
                  help='adafocus_v2: videos per call swept (B is always included)')
   args = p.parse_args(argv)

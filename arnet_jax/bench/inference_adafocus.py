@@ -105,7 +105,7 @@ def run_one(s: Setup, args, b: int, dtype: str) -> dict:
   n = b * s.t
   ms = s.models(dtype)
   video = s.video(b, args.seed).astype(dtype)
-  modes, reference = {}, None
+  modes = {}
   for v in sorted({x for x in args.video_chunks if b % x == 0} | {b}):
     fn = adafocus_chunked(ms['adafocus_v2'], v)
     modes[f'adafocus_v2/{v}'] = lambda i, fn=fn: fn(s.variables, video)

@@ -8,9 +8,10 @@
 
 Model: `arnet_jax.models.adafocus_v2` (glance, patch policy, focus, running-max classifier).
 
-Stage 'warmup' (ours, not the authors'): both CNNs trained on whole frames with their heads, each
-as a TSN (AR-Net's warm-up), L = CE(mean_t global logits) + CE(mean_t local logits). It stands in for the authors' ImageNet
-initialisation where there is none (the demo, trained from scratch); the recipe
+Stage 'warmup' (ours, not the authors'): both CNNs trained on whole frames with their heads,
+each as a TSN (AR-Net's warm-up), L = CE(mean_t global logits) + CE(mean_t local logits). It
+stands in for the authors' ImageNet initialisation where there is none (the demo, trained from
+scratch); the recipe
 (`config.mode=recipe`) runs it before 'joint', which starts from its weights (the policy and the
 classifier initialised afresh). With ImageNet weights, train 'joint' alone, as the authors do
 (`config.mode=train`, `config.stage=joint`, `init.backbones`; configs/adafocus_v2.py).

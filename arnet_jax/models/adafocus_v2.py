@@ -13,7 +13,7 @@ Per step k:
             BN -> tanh -> GRU (causal over the steps, zero initial state) -> Dense 2 ->
             sigmoid: the patch's normalised top-left corner (a_y, a_x) in (0, 1)^2;
   focus     crop the P x P patch (`crop.crop_patches`, differentiable in the corner; bilinear,
-            or `crop_sampling='nearest_st'`) ->
+            or the nearest slice with `crop_sampling` 'nearest_st' / 'nearest_smooth') ->
             local CNN -> F_L -> auxiliary head;
   classify  Dense(F_G + F_L -> D) -> BN -> ReLU -> running (cumulative) max over steps 0..k ->
             head k (dropout, Dense C). The video's logits are the last step's.
@@ -33,8 +33,8 @@ initialisation (uniform +-1/sqrt(fan_in)), as the authors' code does.
 frames of each distinct side go through the local CNN in one batched call. The model's
 actions are those sides: `actions [B, T, A]` is one-hot of each step's side among the distinct
 ones (A = 1 for a single side), every step `decided`. `patch_boxes [B, T, 4]` is the box
-(top, left, bottom, right) in pixels of the input frame that the local CNN read on each frame,
-in temporal order.
+(top, left, bottom, right) in pixels of the input frame that the local CNN read on each frame
+(at the rounded corner for the nearest crops), in temporal order.
 
 `mode` (the same parameters in every mode; a mode creates only the children it runs):
   focus    the method, as above;
@@ -43,8 +43,8 @@ in temporal order.
   uniform  the local CNN alone on every whole frame, its head's logits averaged over frames
            (the Uniform baseline, a TSN of the local CNN; one action, the full frame);
   warmup   both CNNs on every whole frame, each with its head (`global_logits`,
-           `local_logits`), logits as in uniform: the per-frame warm-up that stands in for
-           ImageNet pre-training where there is none (the demo).
+           `local_logits`), logits as in uniform: the warm-up that stands in for ImageNet
+           pre-training where there is none (the demo).
 """
 from __future__ import annotations
 
@@ -341,7 +341,9 @@ class AdaFocusV2(nn.Module):
                corners=corners, policy_corners=policy_corners,
                actions=jnp.broadcast_to(actions, (b, t, len(self.action_sizes))),
                decided=jnp.ones((b, t), bool),
-               patch_boxes=patch_boxes(corners, sizes, video.shape[2:4])[:, np.argsort(order)])
+               patch_boxes=patch_boxes(corners, sizes, video.shape[2:4],
+                                       rounded=self.crop_sampling != 'bilinear'
+                                       )[:, np.argsort(order)])
     if train:
       random = self.focus(frames, random_corners, glance['global_features'], train)
       out.update(random_corners=random_corners, random_step_logits=random['step_logits'],
@@ -361,12 +363,15 @@ class AdaFocusV2(nn.Module):
     return out
 
 
-def patch_boxes(corners: jax.Array, sizes: Sequence[int], frame_shape: Sequence[int]
-                ) -> jax.Array:
+def patch_boxes(corners: jax.Array, sizes: Sequence[int], frame_shape: Sequence[int],
+                rounded: bool = False) -> jax.Array:
   """`[B, T, 2]` normalised corners and `[T]` patch sides -> `[B, T, 4]` boxes (top, left,
   bottom, right) in pixels of an H x W frame: top = a_y (H - P), left = a_x (W - P), as the
-  crop reads them (`crop.crop_patches`)."""
+  crop reads them (`crop.crop_patches`); `rounded`: to the nearest pixel (half up), as its
+  nearest samplings read them."""
   h, w = frame_shape
   p = jnp.asarray(sizes, corners.dtype)[None, :]
   top, left = corners[..., 0] * (h - p), corners[..., 1] * (w - p)
+  if rounded:
+    top, left = jnp.floor(top + 0.5), jnp.floor(left + 0.5)
   return jnp.stack([top, left, top + p, left + p], axis=-1)

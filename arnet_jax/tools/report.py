@@ -136,21 +136,27 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def choose_run(runs: Sequence[Run], label: str | None = None) -> Run | None:
-  """The run for the strips and per-class usage: `label` if given, else the last run with
+  """The run for the strips and per-class usage: `label` if given, else, among the runs with
   predictions whose policy is at work (its frames take different actions, or read patches at
-  different places: a recipe's table ends with its method, after the Random baseline), else the
-  first run with predictions."""
+  different places), a recipe's own method (AR-Net, AdaFocusV2: a variant with comparison
+  rows) before its baselines (the Random ones are at work too), else the first such run, else
+  the first run with predictions."""
+  from arnet_jax import registry  # pylint: disable=g-import-not-at-top
   with_predictions = [r for r in runs if r.predictions_path]
   if label:
     for r in runs:
       if r.label == label:
         return r
     raise errors.UserError(f'No run labelled {label!r}; found: {[r.label for r in runs]}.')
-  for r in reversed(with_predictions):
+
+  def at_work(r: Run) -> bool:
     p = np.load(r.predictions_path)
     decisions = [p[k] for k in ('actions', 'patch_boxes') if k in p]
-    if any(d.size and (d != d.reshape(-1, d.shape[-1])[:1]).any() for d in decisions):
-      return r
+    return any(d.size and (d != d.reshape(-1, d.shape[-1])[:1]).any() for d in decisions)
+  working = [r for r in with_predictions if at_work(r)]
+  methods = [r for r in working if r.variant and registry.get(r.variant).recipe_rows]
+  if methods or working:
+    return (methods or working)[0]
   return with_predictions[0] if with_predictions else None
 
 
