@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -146,6 +147,40 @@ def restore_latest(mngr: ocp.CheckpointManager, target: Any,
         f'{workdir} aside); to resume, put an intact copy of a checkpoint (e.g. from a backup) '
         f'into {directory}/.')
   return None
+
+
+def saved_config(path: str) -> ml_collections.ConfigDict:
+  """The config training saved in the checkpoint at `path` (meta 'config'), over today's
+  defaults (fields added since it was saved take their default); a UserError naming the fix
+  when it has none (an imported backbone)."""
+  from arnet_jax import defaults  # pylint: disable=g-import-not-at-top (imports the registry)
+  directory, step = resolve(path)
+  folder = os.path.join(directory, str(step))
+  integrity.check_json_files(folder)
+  with ocp.CheckpointManager(directory) as reader, integrity.damage_reported(folder):
+    meta = reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta or {}
+  if not meta.get('config'):
+    raise errors.UserError(
+        f'Checkpoint {folder} holds no config (an imported backbone?). Pass --config=FILE, the '
+        'config of the model it holds.')
+  config = defaults.get_config()
+  with config.unlocked():
+    _merge(config, meta['config'])
+  return config
+
+
+def _merge(node: ml_collections.ConfigDict, saved: dict) -> None:
+  for key, value in saved.items():
+    if isinstance(value, dict):
+      if not isinstance(node.get(key), ml_collections.ConfigDict):
+        node[key] = ml_collections.ConfigDict()
+      _merge(node[key], value)
+    else:
+      node[key] = _tuples(value)  # JSON made the config's tuples lists
+
+
+def _tuples(value: Any) -> Any:
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _check_fits(stored: Any, target: Any, folder: str, saved_config: dict | None,

@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.dropout = 0.5           # before every head
   model.resize = 'nearest'      # how lower resolutions are made: 'nearest' as the original
                                 # (torch F.interpolate) or antialiased 'bilinear'
+  # A video of which no frame was processed (the policy skipped them all): 'none' zero logits
+  # (the authors'), 'policy_head' the policy's own head on its last state (arnet_jax.models.arnet)
+  model.no_frame_fallback = 'none'
   model.dtype = 'float32'       # compute dtype: float32 | bfloat16 (parameters stay float32)
   model.kernels = 'auto'        # convolution kernels: auto (cpu on a CPU, else xla) | cpu | xla
   # AdaFocusV2 (model.variant=adafocus_v2, arnet_jax/models/adafocus_v2.py); AR-Net ignores them.
@@ -80,8 +83,10 @@ def get_config() -> ml_collections.ConfigDict:
   train.alpha = 0.1             # efficiency loss weight (eq. 12)
   train.beta = 0.3              # usage-uniformity loss weight (eq. 12)
   train.loss_form = 'paper'     # 'original': unsquared usage norm (use alpha 0.05, beta 3.0)
-  train.flops_loss_scale = 1.0  # GFLOPs multiplier in the efficiency loss (tiny networks need
-                                # a larger one for alpha to weigh as it does in the paper)
+  # GFLOPs multiplier in the efficiency loss. None: automatic, the costliest action weighs as
+  # the paper's ResNet-50 at 224 px, so alpha keeps its meaning at any network size and
+  # resolution (arnet_jax.losses.gflops_weight); a number: that multiplier (1.0: raw GFLOPs).
+  train.flops_loss_scale = ml_collections.config_dict.placeholder(float)
   # AdaFocusV2's learning-rate multipliers per part (the authors' stn / global / classifier
   # ratios); its stage decays every parameter, as the authors' SGD does.
   train.policy_lr_mult = 0.1
@@ -159,6 +164,7 @@ CHOICES = (
     ('mode', ('train', 'eval', 'recipe')),
     ('model.dtype', ('float32', 'bfloat16')),
     ('model.resize', ('nearest', 'bilinear')),
+    ('model.no_frame_fallback', ('none', 'policy_head')),
     ('model.kernels', ('auto', 'cpu', 'xla')),
     ('train.lr_schedule', ('step', 'cosine', 'cosine_epoch')),
     ('train.loss_form', ('paper', 'original')),

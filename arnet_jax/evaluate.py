@@ -14,6 +14,11 @@ without the class evidence take the top resolution (`evidence_to_top_resolution`
 reports how often its patch holds the whole class glyph (`glyph_in_patch`) and the same for
 patches of its sides at random corners (`glyph_in_random_patch`).
 
+A model that may skip frames reports the share of videos of which it processed none
+(`no_frame_videos`) and its mean processed frames per video (`frames_per_video`); a learned
+policy's collapse (nothing processed, or one action everywhere) is written in words in
+`warnings`, logged, and printed under the summary table (`arnet_jax.health`).
+
 The forward is the method's inference (its registry entry). For AR-Net, `eval.routing`:
 'sparse' (default) decides every frame's action first and runs each backbone only on the frames
 routed to it, in buckets of static sizes (`arnet_jax.models.routing`): with `eval.dispatch`
@@ -43,7 +48,8 @@ import tqdm
 from absl import logging
 
 from arnet_jax import checkpoint as ckpt_lib
-from arnet_jax import compilation, defaults, errors, flops, metrics, models, parallel, registry
+from arnet_jax import (compilation, defaults, errors, flops, health, metrics, models, parallel,
+                       registry)
 from arnet_jax.models import kernels
 
 
@@ -147,6 +153,15 @@ class Evaluator:
                   action_usage=metrics.action_usage(p['actions'], self.names),
                   num_videos=int(len(p['label'])), routing=self.routing,
                   flops_convention=self.table.convention)
+    if 'processed' in p:  # a policy may skip frames: count the videos it skipped entirely
+      frames = p['processed'].sum(1)
+      result.update(no_frame_videos=float(np.mean(frames == 0)),
+                    frames_per_video=float(frames.mean()))
+    result['warnings'] = health.warnings(
+        result['action_usage'], result.get('no_frame_videos'), result.get('frames_per_video'),
+        self.config, learns_actions=registry.of(self.config).learns_actions)
+    for line in result['warnings']:
+      logging.warning('%s: %s', self.config.model.variant, line)
     if 'action_video_logits' in p:  # each resolution action alone, as a Uniform TSN would be
       result['mAP_per_action'] = {
           name: metrics.classification_metrics(p['action_video_logits'][:, r], p['label'],
@@ -197,10 +212,11 @@ def concat(batches: list[dict]) -> dict:
 
 
 def prediction(out: dict) -> dict:
-  """What evaluation keeps of a forward pass: logits, actions, decided, a patch model's
-  `patch_boxes` `[B, T, 4]`, and each resolution action's own video logits `[B, R, C]` where
+  """What evaluation keeps of a forward pass: logits, actions, decided, processed, a patch
+  model's `patch_boxes` `[B, T, 4]`, and each resolution action's own video logits `[B, R, C]` where
   every frame ran every resolution action."""
-  result = {k: out[k] for k in ('logits', 'actions', 'decided', 'patch_boxes') if k in out}
+  result = {k: out[k] for k in ('logits', 'actions', 'decided', 'processed', 'patch_boxes')
+            if k in out}
   if 'resolution_logits' in out:
     result['action_video_logits'] = out['resolution_logits'].mean(1)
   return result
@@ -250,6 +266,8 @@ def summary_table(rows: dict[str, dict]) -> str:
     for _, (a, b) in columns:
       line += f' {100 * m[a]:.0f}% / {100 * m[b]:.0f}% |' if a in m else ' - |'
     lines.append(line)
+  for name, m in rows.items():
+    lines += [f'\nWarning ({name}): {line}' for line in m.get('warnings', ())]
   return '\n'.join(lines)
 
 

@@ -26,6 +26,24 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+# The paper's top action, ResNet-50 at 224 px with ActivityNet's 200-class head, in GFLOPs per
+# frame (FCVID's and Mini-Kinetics' heads change it by < 0.01%); tests check it against
+# `arnet_jax.flops`.
+PAPER_TOP_GFLOPS = 4.1321
+
+
+def gflops_weight(action_gflops: jax.Array, scale: float | None = None) -> jax.Array:
+  """The multiplier of the cost table `[A]` in the efficiency loss.
+
+  None (automatic): the costliest action weighs what the paper's top action costs, so `alpha`
+  means what it means in the paper for any width, depth and resolution (tiny networks at 64 px
+  get ~1200, at 112 px ~400). A number: that multiplier (1.0: raw GFLOPs, as the authors).
+  """
+  if scale is None:
+    return PAPER_TOP_GFLOPS / jnp.max(action_gflops)
+  return jnp.asarray(scale, jnp.float32)
+
+
 def flops_loss(actions: jax.Array, action_gflops: jax.Array) -> jax.Array:
   """Mean GFLOPs per frame of the chosen actions: actions `[B, T, A]`, table `[A]`."""
   return jnp.mean(actions @ action_gflops)

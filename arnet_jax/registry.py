@@ -93,6 +93,8 @@ class Method:
     checkpoints (None: not importable).
   recipe_rows: the comparison the recipe evaluates after training the stages: (row name,
     variant, stage whose best weights it evaluates); empty: the method after its last stage.
+  learns_actions: whether its actions are a learned policy's choices, which training and
+    evaluation check for a collapse (`arnet_jax.health`).
   """
   name: str
   summary: str
@@ -105,6 +107,7 @@ class Method:
   validate: Callable[[ml_collections.ConfigDict], None] = lambda model_config: None
   torch_layout: Callable[[ml_collections.ConfigDict, Sequence[str]], Any] | None = None
   recipe_rows: tuple[tuple[str, str, str], ...] = ()
+  learns_actions: bool = False
 
   @property
   def stage_names(self) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from absl import logging
 from flax import traverse_util
 
 from arnet_jax import checkpoint as ckpt_lib
-from arnet_jax import defaults, evaluate, flops, models, parallel, registry
+from arnet_jax import defaults, evaluate, flops, health, models, parallel, registry
 from arnet_jax.models import kernels
 
 
@@ -195,6 +195,7 @@ def make_train_step(model, tx: optax.GradientTransformation, config: ml_collecti
   """
   spec = stage(config)
   lr = learning_rate(config, steps_per_epoch)
+  action_names = registry.of(config).action_names(config.model)
   gflops_table = jnp.asarray(action_gflops, jnp.float32)
   context = registry.LossContext(gflops_table, config.train)
   replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
@@ -217,13 +218,46 @@ def make_train_step(model, tx: optax.GradientTransformation, config: ml_collecti
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     metrics = dict(loss=loss, accuracy=jnp.mean(out['logits'].argmax(-1) == batch['label']),
                    gflops_per_frame=jnp.mean(out['actions'] @ gflops_table), lr=lr(state.step),
-                   **parts, **{k: v for k, v in kwargs.items() if not isinstance(v, bool)})
+                   **parts, **{k: v for k, v in kwargs.items() if not isinstance(v, bool)},
+                   **policy_use(out, action_names))
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                           batch_stats=new_state.get('batch_stats', state.batch_stats),
                           opt_state=opt_state)
     return state, metrics
 
   return train_step
+
+
+def policy_use(out: dict, action_names: tuple[str, ...]) -> dict:
+  """`usage/<action>`: the batch's share of frames per action; `no_frame_videos` (models that
+  may skip frames): its share of videos with no processed frame."""
+  usage = out['actions'].mean(axis=(0, 1))
+  result = {f'usage/{name}': usage[a] for a, name in enumerate(action_names)}
+  if 'processed' in out:
+    frames = out['processed'].sum(1)
+    result.update(no_frame_videos=jnp.mean(frames == 0), frames_per_video=jnp.mean(frames))
+  return result
+
+
+def log_summary(summary: dict, config: ml_collections.ConfigDict, step: int,
+                warn: bool) -> bool:
+  """Logs a log step's summary (loss, accuracy, the policy's action usage and empty videos) and,
+  with `warn`, `arnet_jax.health`'s words on it; returns whether it warned."""
+  usage = {k.split('/', 1)[1]: v for k, v in summary.items() if k.startswith('usage/')}
+  policy = ', '.join(f'{name} {100 * share:.0f}%' for name, share in usage.items()
+                     if share >= 0.005)
+  if 'no_frame_videos' in summary:
+    policy += f'; {100 * summary["no_frame_videos"]:.0f}% of videos with no processed frame'
+  logging.info('Step %d (%s stage): loss %.4g, accuracy %.3f; action usage %s.', step,
+               config.stage, summary['loss'], summary['accuracy'], policy)
+  if not warn:
+    return False
+  found = health.warnings(usage, summary.get('no_frame_videos'),
+                          summary.get('frames_per_video'), config,
+                          learns_actions=registry.of(config).learns_actions)
+  for line in found:
+    logging.warning('Step %d (%s, %s stage): %s', step, config.model.variant, config.stage, line)
+  return bool(found)
 
 
 # --- The loop. ----------------------------------------------------------------------------------
@@ -294,7 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # SIGTERM (preemption, scancel, kill): save at a step boundary and exit cleanly.
   stop = parallel.StopOnSigterm()
   key = jax.random.key(config.seed)
-  history, last_log = [], time.time()
+  history, last_log, warned_epoch = [], time.time(), -1
   progress = evaluate.progress_bar(total_steps, start_step, f'{config.stage}', is_main)
   try:
     for step in range(start_step, total_steps):
@@ -309,6 +343,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         summary['steps_per_s'] = len(history) / max(time.time() - last_log, 1e-9)
         history, last_log = [], time.time()
         progress.set_postfix(loss=f'{summary["loss"]:.3f}', acc=f'{summary["accuracy"]:.2f}')
+        if is_main and log_summary(summary, config, done,
+                                   warn=done // steps_per_epoch != warned_epoch):
+          warned_epoch = done // steps_per_epoch  # warns at most once an epoch
         if writer:
           for k, v in summary.items():
             writer.scalar(f'train/{k}', v, done)

@@ -77,6 +77,21 @@ def test_masked_output_equals_direct_per_frame_computation(tiny, pattern):
     np.testing.assert_array_equal(out['logits'], 0.0)
 
 
+def test_a_video_with_no_processed_frame_falls_back_to_the_policy_head_when_asked(tiny):
+  model, variables = tiny
+  fallback, same_variables = build(no_frame_fallback='policy_head')
+  jax.tree.map(np.testing.assert_array_equal, same_variables, variables)
+  skip4 = model.action_space.num_actions - 1
+  forced = jnp.full((B, T), skip4, jnp.int32).at[0].set(0)  # video 0 read, video 1 all skipped
+  plain, out = jitted(model)(variables, VIDEO, forced=forced), jitted(fallback)(
+      variables, VIDEO, forced=forced)
+  lite = jitted(model, method=ARNet.decide)(variables, VIDEO, forced=forced)['lite_logits']
+  np.testing.assert_array_equal(plain['logits'][1], 0.0)  # the authors': predicted from nothing
+  np.testing.assert_array_equal(out['logits'][0], plain['logits'][0])
+  np.testing.assert_allclose(out['logits'][1], lite[1, T - 1], rtol=1e-6)
+  np.testing.assert_array_equal(lite[1, T - 1], lite[1, T - 4])  # its state after the last decision
+
+
 def test_gradients_reach_the_policy_through_the_gumbel_sample():
   model, variables = build(backbones=('resnet18',), resolutions=(32,))  # smaller to compile
   labels = jnp.array([1, 3])

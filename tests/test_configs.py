@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from arnet_jax import defaults, registry
@@ -27,7 +28,27 @@ def test_config_is_valid_and_its_crop_is_the_models_top_resolution(path):
   defaults.validate(config)
   assert config.data.image_size == registry.of(config).input_resolution(config.model)
   assert config.model.num_classes == {'activitynet': 200, 'fcvid': 239, 'mini_kinetics': 200,
-                                      'demo': 10}[config.data.name]
+                                      'demo': 10, 'custom': None}[config.data.name]
+
+
+@pytest.mark.parametrize('size,top,width', [('small', 112, 0.125), ('full', 224, 1.0)])
+def test_the_own_data_config_reads_the_classes_and_weighs_gflops_as_the_paper(size, top, width):
+  config = load(os.path.join(CONFIGS_DIR, f'custom.py:size={size}'))
+  assert (config.data.name, config.model.num_classes) == ('custom', None)  # from the dataset
+  assert (config.data.image_size, config.model.width_multiplier) == (top, width)
+  assert config.train.flops_loss_scale is None  # automatic: alpha means what it means in the paper
+  assert config.model.no_frame_fallback == 'policy_head'
+
+
+def test_the_paper_resnet_configs_keep_raw_gflops_and_efficientnet_says_so():
+  from arnet_jax import flops, losses  # pylint: disable=g-import-not-at-top
+  for name in ('activitynet', 'fcvid', 'mini_kinetics'):
+    config = load(os.path.join(CONFIGS_DIR, f'{name}.py'))
+    table = np.asarray(flops.cost_table(config.model).action_gflops)
+    assert float(losses.gflops_weight(table, config.train.flops_loss_scale)) == pytest.approx(
+        1.0, abs=1e-4)
+  config = load(os.path.join(CONFIGS_DIR, 'activitynet_efficientnet.py'))
+  assert config.train.flops_loss_scale == 1.0  # the authors' alpha is for raw GFLOPs
 
 
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), '..', 'configs')

@@ -39,6 +39,25 @@ def test_arnet_loss_weights_its_terms_as_equation_12():
   assert set(parts) == {'ce', 'flops', 'uniformity'}
 
 
+def test_the_reference_top_action_is_the_papers_resnet50_at_224():
+  from arnet_jax import flops  # pylint: disable=g-import-not-at-top
+  assert flops.backbone_gflops('resnet50', 224, 200) == pytest.approx(losses.PAPER_TOP_GFLOPS,
+                                                                      abs=1e-4)
+
+
+@pytest.mark.parametrize('top_gflops', [4.1321, 0.0034, 0.0108])  # paper, demo @64, demo @112
+def test_the_automatic_gflops_weight_makes_the_top_action_weigh_as_the_papers(top_gflops):
+  table = jnp.array([top_gflops, top_gflops / 3, 0.0])
+  weighted = table * losses.gflops_weight(table)
+  assert float(weighted[0]) == pytest.approx(losses.PAPER_TOP_GFLOPS, rel=1e-6)
+  assert float(weighted[1]) == pytest.approx(losses.PAPER_TOP_GFLOPS / 3, rel=1e-6)
+
+
+def test_a_given_gflops_weight_is_used_as_it_is():
+  assert float(losses.gflops_weight(TABLE, 1.0)) == 1.0
+  assert float(losses.gflops_weight(TABLE, 1200.0)) == 1200.0
+
+
 def test_efficiency_loss_pushes_the_policy_towards_cheaper_actions():
   actions = one_hot([[0, 1]])
   grad = jax.grad(lambda a: losses.flops_loss(a, TABLE))(actions)

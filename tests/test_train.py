@@ -77,6 +77,22 @@ def test_evaluation_rejects_a_checkpoint_of_another_architecture(uninterrupted, 
 
 # --- One step of every variant and stage. --------------------------------------------------------
 
+def test_a_policy_that_skips_every_frame_is_reported_in_the_log_the_table_and_the_metrics(
+    demo_data_dir, tmp_path, caplog, capsys):
+  config = tiny_train_config(demo_data_dir)
+  config.train.update(alpha=1.0, beta=0.0)  # nothing but the efficiency loss: a forced collapse
+  config.joint.update(lr=0.5, num_epochs=1)
+  result = train.train_and_evaluate(config, str(tmp_path))
+  assert result['no_frame_videos'] == 1.0 and result['frames_per_video'] == 0.0
+  assert result['warnings'][0].startswith('100% of videos had no processed frame')
+  training_log = [r.getMessage() for r in caplog.records
+                  if r.levelname == 'WARNING' and r.getMessage().startswith('Step ')]
+  assert training_log and 'lower train.alpha (now 1)' in training_log[0]
+  assert 'Warning (joint (arnet)): 100% of videos had no processed frame' in capsys.readouterr().out
+  with open(os.path.join(tmp_path, 'eval', 'metrics.json')) as f:
+    assert json.load(f)['warnings'] == result['warnings']
+
+
 def one_step(config):
   """Builds the stage's model and optimiser, runs one train step on a random batch."""
   mesh = parallel.make_mesh()
@@ -111,6 +127,10 @@ def test_every_variant_trains_one_step(demo_data_dir, variant, stage):
   assert any(jax.tree.leaves(changed))
   if stage != 'warmup' and variant in ('arnet', 'resolution_only', 'skip_only'):  # policy loss
     assert {'ce', 'flops', 'uniformity'} <= set(metrics)
+    # What the log shows of the policy: each action's share of frames, empty videos.
+    names = flops.cost_table(config.model).action_names
+    assert sum(float(metrics[f'usage/{n}']) for n in names) == pytest.approx(1.0)
+    assert 0.0 <= float(metrics['no_frame_videos']) <= 1.0
 
 
 def test_fine_tuning_freezes_the_policy_parameters_and_batch_statistics(demo_data_dir):

@@ -43,8 +43,7 @@ class DemoConfig(tfds.core.BuilderConfig):
   jpeg_quality: int = 95
 
 
-def class_names(num_classes: int) -> list[str]:
-  return [f'glyph_{i:02d}' for i in range(num_classes)]
+class_names = demo_video.class_names
 
 
 def encode_frame(frame: np.ndarray, quality: int) -> bytes:

@@ -66,6 +66,10 @@ class DemoVideoSpec:
   max_decoys: int = 3
 
 
+def class_names(num_classes: int) -> list[str]:
+  return [f'glyph_{i:02d}' for i in range(num_classes)]
+
+
 def mirror(code: np.ndarray) -> np.ndarray:
   """The code of a horizontally flipped glyph: quadrants swap left and right (the textures
   themselves are symmetric up to phase)."""

@@ -72,7 +72,7 @@ def _create_model(c: ml_collections.ConfigDict):
     return arnet_lib.LSTMBaseline(c.num_classes, space.backbones[0], space.resolutions[0],
                                   **_module_kwargs(c))
   return arnet_lib.ARNet(c.num_classes, space, family.policy_mode, c.policy_backbone,
-                         **_module_kwargs(c))
+                         no_frame_fallback=c.no_frame_fallback, **_module_kwargs(c))
 
 
 def _cost_table(c: ml_collections.ConfigDict, convention: str = 'paper') -> flops.CostTable:
@@ -131,9 +131,9 @@ def _warmup_loss(out, labels, ctx):
 
 def _policy_loss(out, labels, ctx):
   t = ctx.train
-  return losses.arnet_loss(out['logits'], labels, out['actions'],
-                           ctx.action_gflops * t.flops_loss_scale, alpha=t.alpha, beta=t.beta,
-                           form=t.loss_form)
+  gflops = ctx.action_gflops * losses.gflops_weight(ctx.action_gflops, t.flops_loss_scale)
+  return losses.arnet_loss(out['logits'], labels, out['actions'], gflops, alpha=t.alpha,
+                           beta=t.beta, form=t.loss_form)
 
 
 def _ce_loss(out, labels, ctx):
@@ -249,5 +249,6 @@ for _name, _family in _FAMILIES.items():
       stages=_stages(_family.policy_mode == 'learned'),
       inference=_inference if not _family.lstm else registry.masked_inference,
       validate=_validate, torch_layout=_torch_layout,
+      learns_actions=_family.policy_mode == 'learned',
       recipe_rows=BASELINES if _name == 'arnet' else ((_SUMMARIES[_name].split(':')[0], _name,
                                                         'finetune'),)))

@@ -115,6 +115,10 @@ class ARNet(nn.Module):
   dropout_rate: float = 0.5
   resize_method: str = 'nearest'
   dtype: Any = jnp.float32
+  # What a video none of whose frames was processed is classified with: 'none' (zero logits,
+  # the authors') or 'policy_head' (the policy's own head on its state after its last decision,
+  # the LSTM's summary of every frame it looked at; zeros still without that head).
+  no_frame_fallback: str = 'none'
 
   def setup(self):
     if self.policy_mode not in POLICY_MODES:
@@ -237,7 +241,12 @@ class ARNet(nn.Module):
     resolution_logits = einops.rearrange(resolution_logits, '(b t) r c -> b t r c',
                                          b=actions.shape[0])
     out = {k: v for k, v in decisions.items() if k != 'lite_logits'}
-    return aggregate(resolution_logits, actions) | out | dict(resolution_logits=resolution_logits)
+    result = aggregate(resolution_logits, actions)
+    if self.no_frame_fallback == 'policy_head' and self.action_space.policy_action:
+      empty = result['processed'].sum(1) == 0
+      last_state = resolution_logits[:, -1, self.action_space.num_resolution_actions - 1]
+      result['logits'] = jnp.where(empty[:, None], last_state, result['logits'])
+    return result | out | dict(resolution_logits=resolution_logits)
 
   def __call__(self, video: jax.Array, *, train: bool = False, tau: float | jax.Array = 1.0,
                forced: jax.Array | None = None, noise: jax.Array | None = None,
@@ -257,7 +266,8 @@ class ARNet(nn.Module):
         (`arnet_jax.models.routing`) runs the same steps with `dispatch.Bucket`s.
 
     Returns a dict:
-      logits `[B, C]` video logits; frame_logits `[B, T, C]` the selected logits of each frame
+      logits `[B, C]` video logits (a video with no processed frame: zeros, or the
+      `no_frame_fallback`); frame_logits `[B, T, C]` the selected logits of each frame
       (zero where skipped); actions `[B, T, A]`; decided `[B, T]`; processed `[B, T]` how many
       resolution actions each frame used; action_logits `[B, T, A]`; resolution_logits
       `[B, T, R, C]` every resolution action's logits on every frame (dense dispatch).

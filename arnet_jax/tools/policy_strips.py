@@ -39,7 +39,7 @@ class Clip:
   """One evaluation clip as the model saw it (before normalisation)."""
   index: int            # position in the eval split
   video_id: str
-  label: int
+  label: int | None     # None: not known (a video given to `arnet_jax.predict`)
   frames: np.ndarray    # uint8 [T, S, S, 3]
   evidence: np.ndarray | None  # bool [T] (demo only: the frame shows the class glyph)
   glyph_box: np.ndarray | None = None  # float [T, 4] in pixels of `frames` (demo only)
@@ -278,13 +278,16 @@ def plot_policy_strips(clips: Sequence[Clip], actions: np.ndarray, decided: np.n
   origins = []
   for i, (clip, strip) in enumerate(zip(clips, strips)):
     top = header + i * row_h
-    ok = int(predicted[i]) == clip.label
+    known = clip.label is not None
+    ok = known and int(predicted[i]) == clip.label
     processed = sum(any(resolution_of(n) is not None for n, x in zip(names, a) if x)
                     for a in np.asarray(actions[i]) > 0.5)
-    text(margin, top, f'{clip.video_id}   true: {class_names[clip.label]}', 12, weight='bold')
-    text(margin + strip_w, top, f'predicted: {class_names[int(predicted[i])]} '
-         f'{"(correct)" if ok else "(wrong)"}   \u2022   {processed}/{len(labels[i])} frames '
-         'processed', 12, weight='bold', ha='right', color='#1a7f37' if ok else '#c62828')
+    true = f'   true: {class_names[clip.label]}' if known else ''
+    text(margin, top, f'{clip.video_id}{true}', 12, weight='bold')
+    verdict = ('(correct) ' if ok else '(wrong) ') if known else ''
+    text(margin + strip_w, top, f'predicted: {class_names[int(predicted[i])]} {verdict}'
+         f'  \u2022   {processed}/{len(labels[i])} frames processed', 12, weight='bold',
+         ha='right', color='black' if not known else '#1a7f37' if ok else '#c62828')
     for t, lab in enumerate(labels[i]):
       text(margin + frame_left(t, d) + d / 2, top + title_h, lab, 10, ha='center',
            color='#777777' if lab == 'skipped' else 'black',
