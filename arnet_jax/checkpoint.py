@@ -169,6 +169,21 @@ def saved_config(path: str) -> ml_collections.ConfigDict:
   return config
 
 
+def job_config(path: str, config: ml_collections.ConfigDict | None = None,
+               data_dir: str | None = None) -> ml_collections.ConfigDict:
+  """The finalised config of a job reading the checkpoint at `path` (predict, export):
+  `config` if given, else the one saved with it (`saved_config`); `data_dir` replaces
+  `data.data_dir` (where the prepared dataset lies). A config mistake is a UserError."""
+  from arnet_jax import defaults  # pylint: disable=g-import-not-at-top (imports the registry)
+  config = config.copy_and_resolve_references() if config is not None else saved_config(path)
+  if data_dir:
+    config.data.data_dir = data_dir
+  try:
+    return defaults.finalize(config)
+  except (KeyError, ValueError) as e:  # a config mistake, or a method this library lacks
+    raise errors.UserError(e.args[0] if e.args else str(e)) from None
+
+
 def _merge(node: ml_collections.ConfigDict, saved: dict) -> None:
   for key, value in saved.items():
     if isinstance(value, dict):

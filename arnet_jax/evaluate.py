@@ -154,12 +154,10 @@ class Evaluator:
                   num_videos=int(len(p['label'])), routing=self.routing,
                   flops_convention=self.table.convention)
     if 'processed' in p:  # a policy may skip frames: count the videos it skipped entirely
-      frames = p['processed'].sum(1)
-      result.update(no_frame_videos=float(np.mean(frames == 0)),
-                    frames_per_video=float(frames.mean()))
+      result.update({k: float(v) for k, v in health.frame_counts(p['processed']).items()})
     result['warnings'] = health.warnings(
         result['action_usage'], result.get('no_frame_videos'), result.get('frames_per_video'),
-        self.config, learns_actions=registry.of(self.config).learns_actions)
+        self.config)
     for line in result['warnings']:
       logging.warning('%s: %s', self.config.model.variant, line)
     if 'action_video_logits' in p:  # each resolution action alone, as a Uniform TSN would be

@@ -51,7 +51,7 @@ from flax import traverse_util
 from ml_collections import config_flags
 
 from arnet_jax import checkpoint as ckpt_lib
-from arnet_jax import defaults, errors, evaluate, flops, models, registry, serving
+from arnet_jax import errors, evaluate, flops, models, registry, serving
 from arnet_jax.models import kernels
 
 PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
@@ -63,15 +63,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # --- The checkpoint and its config. ---------------------------------------------------------
 
-def export_config(checkpoint: str, config: ml_collections.ConfigDict | None = None
-                  ) -> ml_collections.ConfigDict:
-  """The finalised config to export: `config` if given, else the checkpoint's own."""
-  config = (config.copy_and_resolve_references() if config is not None
-            else ckpt_lib.saved_config(checkpoint))
-  try:
-    config = defaults.finalize(config)
-  except (KeyError, ValueError) as e:  # a config mistake
-    raise errors.UserError(e.args[0] if e.args else str(e)) from None
+def export_config(checkpoint: str, config: ml_collections.ConfigDict | None = None,
+                  data_dir: str | None = None) -> ml_collections.ConfigDict:
+  """The finalised config to export (`checkpoint.job_config`), which must name its classes."""
+  config = ckpt_lib.job_config(checkpoint, config, data_dir)
   if config.model.num_classes is None:
     raise errors.UserError('The config leaves model.num_classes unset: pass '
                            '--config.model.num_classes=C, the classes the checkpoint was '
@@ -301,9 +296,7 @@ def export_checkpoint(checkpoint: str, out: str, *, batch_size: int = 1,
   platforms = check_platforms(platforms)
   if batch_size < 1:
     raise errors.UserError(f'--batch_size must be >= 1, got {batch_size}.')
-  config = export_config(checkpoint, config)
-  if data_dir:
-    config.data.data_dir = data_dir
+  config = export_config(checkpoint, config, data_dir)
   if config.eval.dispatch == 'host':
     logging.warning('eval.dispatch=host plans buckets on the host between programs and cannot '
                     'be one exported program: exporting the device dispatch (the same outputs).')

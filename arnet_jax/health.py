@@ -12,21 +12,31 @@ from __future__ import annotations
 
 import ml_collections
 
+from arnet_jax import flops, registry
+
 # A video with no processed frame in more than this share of videos, or one action for more than
 # this share of frames, is reported.
 MAX_EMPTY_VIDEOS = 0.05
 MAX_ONE_ACTION = 0.95
 
 
+def frame_counts(processed) -> dict:
+  """`processed` `[B, T]` (resolution actions per frame; numpy or JAX) -> {'no_frame_videos':
+  the share of videos with no processed frame, 'frames_per_video': the mean processed frames}."""
+  frames = processed.sum(1)
+  return dict(no_frame_videos=(frames == 0).mean(), frames_per_video=frames.mean())
+
+
 def warnings(usage: dict[str, float], empty_videos: float | None, frames_per_video: float | None,
-             config: ml_collections.ConfigDict, *, learns_actions: bool) -> list[str]:
+             config: ml_collections.ConfigDict) -> list[str]:
   """Sentences describing a collapse, each with the likely fix; [] when there is none.
 
-  learns_actions: whether the actions are a learned policy's (a Uniform or Multi-Scale model
-  takes one action set by design, and a random policy cannot collapse). Usage summing to more
-  than 1 (several actions per frame: AR-Net's warm-up) is not a choice and is not checked.
+  Only a method whose actions are a learned policy's (its registry entry's `learns_actions`) is
+  checked: a Uniform or Multi-Scale model takes one action set by design, and a random policy
+  cannot collapse. Usage summing to more than 1 (several actions per frame: AR-Net's warm-up)
+  is not a choice and is not checked.
   """
-  if not learns_actions:
+  if not registry.of(config).learns_actions:
     return []
   t = config.train
   found = []
@@ -57,7 +67,6 @@ def warnings(usage: dict[str, float], empty_videos: float | None, frames_per_vid
 
 
 def _costs(config: ml_collections.ConfigDict) -> dict[str, float]:
-  from arnet_jax import flops  # pylint: disable=g-import-not-at-top (imports the models)
   table = flops.cost_table(config.model)
   return dict(zip(table.action_names, table.action_gflops))
 

@@ -41,7 +41,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from arnet_jax import checkpoint as ckpt_lib
-from arnet_jax import defaults, errors, evaluate, flops, metrics, models, parallel, registry
+from arnet_jax import errors, evaluate, flops, metrics, models, parallel, registry
 from arnet_jax.data import decode, sources
 from arnet_jax.models import kernels
 
@@ -69,20 +69,6 @@ class Clip:
 
 
 # --- The checkpoint and its config. ---------------------------------------------------------
-
-def predict_config(checkpoint: str, config: ml_collections.ConfigDict | None = None,
-                   data_dir: str | None = None) -> ml_collections.ConfigDict:
-  """The finalised config to predict with: `config` if given, else the checkpoint's own;
-  `data_dir` replaces `data.data_dir` (where the prepared dataset lies)."""
-  config = (config.copy_and_resolve_references() if config is not None
-            else ckpt_lib.saved_config(checkpoint))
-  if data_dir:
-    config.data.data_dir = data_dir
-  try:
-    return defaults.finalize(config)
-  except (KeyError, ValueError) as e:  # a config mistake, or a method this library lacks
-    raise errors.UserError(e.args[0] if e.args else str(e)) from None
-
 
 def restore(model, config: ml_collections.ConfigDict, checkpoint: str, config_given: bool
             ) -> dict:
@@ -240,7 +226,7 @@ class Predictor:
     ckpt_lib.resolve(checkpoint)  # a wrong path fails before anything is built
     self.checkpoint = os.path.abspath(checkpoint)
     given = config is not None
-    config = predict_config(checkpoint, config, data_dir)
+    config = ckpt_lib.job_config(checkpoint, config, data_dir)
     kernels.select(config.model.kernels)  # once per job, before anything is traced
     if config.model.num_classes is None:
       from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top

@@ -234,8 +234,7 @@ def policy_use(out: dict, action_names: tuple[str, ...]) -> dict:
   usage = out['actions'].mean(axis=(0, 1))
   result = {f'usage/{name}': usage[a] for a, name in enumerate(action_names)}
   if 'processed' in out:
-    frames = out['processed'].sum(1)
-    result.update(no_frame_videos=jnp.mean(frames == 0), frames_per_video=jnp.mean(frames))
+    result.update(health.frame_counts(out['processed']))
   return result
 
 
@@ -253,8 +252,7 @@ def log_summary(summary: dict, config: ml_collections.ConfigDict, step: int,
   if not warn:
     return False
   found = health.warnings(usage, summary.get('no_frame_videos'),
-                          summary.get('frames_per_video'), config,
-                          learns_actions=registry.of(config).learns_actions)
+                          summary.get('frames_per_video'), config)
   for line in found:
     logging.warning('Step %d (%s, %s stage): %s', step, config.model.variant, config.stage, line)
   return bool(found)

@@ -4,14 +4,21 @@ from arnet_jax import defaults, health
 HEALTHY = {'resnet50@224': 0.3, 'resnet18@112': 0.3, 'skip1': 0.4}
 
 
-def check(usage, empty=0.0, frames=8.0, learns_actions=True, **train):
+def check(usage, empty=0.0, frames=8.0, variant='arnet', **train):
   config = defaults.get_config()
+  config.model.variant = variant
   config.train.update(train)
-  return health.warnings(usage, empty, frames, config, learns_actions=learns_actions)
+  return health.warnings(usage, empty, frames, config)
 
 
 def test_a_policy_that_uses_several_actions_and_reads_every_video_is_healthy():
   assert check(HEALTHY) == []
+
+
+def test_the_frame_counts_are_the_share_of_empty_videos_and_the_mean_frames():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  counts = health.frame_counts(np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1.]]))
+  assert counts == {'no_frame_videos': 1 / 3, 'frames_per_video': 2.0}
 
 
 def test_videos_with_no_processed_frame_are_reported_with_the_loss_settings_to_change():
@@ -25,7 +32,7 @@ def test_videos_with_no_processed_frame_are_reported_with_the_loss_settings_to_c
 def test_the_fallback_in_use_is_named():
   config = defaults.get_config()
   config.model.no_frame_fallback = 'policy_head'
-  [line] = health.warnings({'a': 0.5, 'b': 0.5}, 0.5, 1.0, config, learns_actions=True)
+  [line] = health.warnings({'a': 0.5, 'b': 0.5}, 0.5, 1.0, config)
   assert "policy's own head" in line
 
 
@@ -46,5 +53,6 @@ def test_skipping_every_frame_is_reported_once():
 
 
 def test_methods_without_a_learned_policy_and_every_action_per_frame_are_not_checked():
-  assert check({'resnet50@224': 1.0}, learns_actions=False) == []  # Uniform
+  assert check({'skip4': 1.0}, empty=1.0, frames=0.0, variant='random') == []
+  assert check({'resnet50@224': 1.0}, variant='uniform') == []
   assert check({'resnet50@224': 1.0, 'resnet18@112': 1.0}) == []  # AR-Net's warm-up

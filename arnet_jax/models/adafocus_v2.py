@@ -369,9 +369,9 @@ def patch_boxes(corners: jax.Array, sizes: Sequence[int], frame_shape: Sequence[
   bottom, right) in pixels of an H x W frame: top = a_y (H - P), left = a_x (W - P), as the
   crop reads them (`crop.crop_patches`); `rounded`: to the nearest pixel (half up), as its
   nearest samplings read them."""
-  h, w = frame_shape
   p = jnp.asarray(sizes, corners.dtype)[None, :]
-  top, left = corners[..., 0] * (h - p), corners[..., 1] * (w - p)
+  origin = crop.patch_origin(corners, *frame_shape, p)
   if rounded:
-    top, left = jnp.floor(top + 0.5), jnp.floor(left + 0.5)
+    origin = jnp.floor(origin + 0.5)
+  top, left = origin[..., 0], origin[..., 1]
   return jnp.stack([top, left, top + p, left + p], axis=-1)

@@ -27,10 +27,13 @@ import numpy as np
 from jax import lax
 
 
-def patch_origin(corners: jax.Array, height: int, width: int, size: int) -> jax.Array:
-  """`[..., 2]` normalised corners (a_y, a_x) in [0, 1] -> `[..., 2]` pixel origins (y1, x1)."""
-  scale = jnp.asarray([height - size, width - size], corners.dtype)
-  return corners * scale
+def patch_origin(corners: jax.Array, height: int, width: int, size) -> jax.Array:
+  """`[..., 2]` normalised corners (a_y, a_x) in [0, 1] -> `[..., 2]` pixel origins (y1, x1).
+
+  `size`: the patch side, or an array of sides broadcasting with the corners' leading axes.
+  """
+  size = jnp.asarray(size, corners.dtype)
+  return corners * jnp.stack([height - size, width - size], axis=-1)
 
 
 SAMPLINGS = ('bilinear', 'nearest_st', 'nearest_smooth')
