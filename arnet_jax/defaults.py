@@ -117,6 +117,7 @@ def get_config() -> ml_collections.ConfigDict:
   ev.buckets = 'binary'         # host bucket sizes: binary | pow2 | exact (routing.SparseRouter)
   ev.max_bucket = 0             # host: largest bucket in frames, more overflow (0: B_local * T)
   ev.policy_chunk = 0           # frames per policy CNN call when sparse (0: all; CPU likes ~8)
+  ev.frames_per_call = 0        # AdaFocusV2: frames (patches) per CNN call (0: all; CPU likes 8)
   ev.router_batch = 1           # loader batches pooled into one routed call (exact)
   ev.seed = 0                   # for the Random baseline's actions
   ev.report = True              # write the report images at the end of evaluation
@@ -196,7 +197,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   method = registry.of(config)
   method.stage(config.stage)  # names the method's stages when it has no such stage
   method.validate(config.model)
-  for path in ('eval.max_bucket', 'eval.policy_chunk'):
+  for path in ('eval.max_bucket', 'eval.policy_chunk', 'eval.frames_per_call'):
     if _get(config, path) < 0:
       raise ValueError(f'config.{path} must be a number of frames >= 1, or 0 for the whole '
                        f'batch; got {_get(config, path)}.')

@@ -166,22 +166,25 @@ class Evaluator:
                                                p['labels'])['mAP']
           for r, name in enumerate(self.names[:p['action_video_logits'].shape[1]])}
     size = self.config.data.image_size
-    result.update(demo_metrics(p, (size, size)))
+    result.update(demo_metrics(p, (size, size),
+                               rounded=self.config.model.crop_sampling != 'bilinear'))
     return result
 
 
-def demo_metrics(p: dict, frame_size: tuple[int, int]) -> dict:
+def demo_metrics(p: dict, frame_size: tuple[int, int], rounded: bool = False) -> dict:
   """The demo's questions of a policy (see the module docstring), from the predictions `p`.
 
   Args:
     p: actions `[N, T, A]`; the demo's `evidence` `[N, T]` and `glyph_box` `[N, T, 4]`; the
       model's `patch_boxes` `[N, T, 4]` (patch models); a missing key skips its metrics.
     frame_size: (H, W) of the model's input frames (the boxes' pixels).
+    rounded: the model's crop reads whole-pixel corners (the random patches' rate does too).
   """
   result = {}
   if 'patch_boxes' in p:  # one action: where the patch lies is the policy's decision
     if 'glyph_box' in p:
-      result.update(metrics.glyph_in_patch(p['patch_boxes'], p['glyph_box'], frame_size))
+      result.update(metrics.glyph_in_patch(p['patch_boxes'], p['glyph_box'], frame_size,
+                                           rounded))
   elif 'evidence' in p:  # where does the policy send the frames that matter?
     top = p['actions'][..., 0] > 0.5
     evidence = p['evidence'].astype(bool)

@@ -79,14 +79,16 @@ def box_contains(outer: np.ndarray, inner: np.ndarray, tol: float = BOX_TOLERANC
 
 
 def random_patch_contains(inner: np.ndarray, patch: np.ndarray, frame_size: tuple[int, int],
-                          tol: float = BOX_TOLERANCE) -> np.ndarray:
+                          tol: float = BOX_TOLERANCE, rounded: bool = False) -> np.ndarray:
   """The probability that a patch of sides `patch` `[..., 2]` (height, width) at a uniformly
   random corner holds the box `inner` `[..., 4]` -> float64 `[...]`.
 
   Per axis, the corner is a (F - P) with a uniform on [0, 1] (F the frame's side, P the
   patch's), as a random policy draws it; the patch holds [g0, g1] when g1 - P - tol <= a (F - P)
-  <= g0 + tol, an interval of a whose length (within [0, 1]) is the axis' probability. A patch
-  as large as the frame (P == F) has its corner fixed at 0. The two axes are independent.
+  <= g0 + tol, an interval of a whose length (within [0, 1]) is the axis' probability.
+  `rounded`: the corner is rounded to the nearest pixel (half up), as the nearest crops read
+  it, so every a whose rounding lands on a whole corner in that interval counts. A patch as
+  large as the frame (P == F) has its corner fixed at 0. The two axes are independent.
   """
   inner = np.asarray(inner, np.float64)
   patch = np.asarray(patch, np.float64)
@@ -96,21 +98,25 @@ def random_patch_contains(inner: np.ndarray, patch: np.ndarray, frame_size: tupl
     span = side - p
     fixed = span <= tol
     safe = np.where(fixed, 1.0, span)
-    low = np.clip((g1 - p - tol) / safe, 0.0, 1.0)
-    high = np.clip((g0 + tol) / safe, 0.0, 1.0)
+    low, high = g1 - p - tol, g0 + tol
+    if rounded:  # the whole corners k in [low, high] and the a's that round to them
+      low, high = np.ceil(low) - 0.5, np.floor(high) + 0.5
+    low, high = np.clip(low / safe, 0.0, 1.0), np.clip(high / safe, 0.0, 1.0)
     at_zero = ((g0 + tol >= 0) & (p >= g1 - tol)).astype(np.float64)
     probability *= np.where(fixed, at_zero, np.maximum(0.0, high - low))
   return probability
 
 
 def glyph_in_patch(patch_boxes: np.ndarray, glyph_boxes: np.ndarray,
-                   frame_size: tuple[int, int]) -> dict[str, float]:
+                   frame_size: tuple[int, int], rounded: bool = False) -> dict[str, float]:
   """Does the patch a model read hold the class glyph, against a patch at a random corner?
 
   Args:
     patch_boxes: `[N, T, 4]` the patch each frame's local network read.
     glyph_boxes: `[N, T, 4]` the class glyph's box, (0, 0, 0, 0) on frames without it.
     frame_size: (H, W).
+    rounded: the model rounds its corners to whole pixels (a nearest crop): so do the random
+      patches it is compared with.
 
   Returns:
     {'glyph_in_patch': share of the frames with a glyph whose patch holds all of it,
@@ -128,5 +134,6 @@ def glyph_in_patch(patch_boxes: np.ndarray, glyph_boxes: np.ndarray,
   centre_corner = (np.asarray(frame_size, np.float64) - sides) / 2
   centre = np.concatenate([centre_corner, centre_corner + sides], axis=-1)
   return dict(glyph_in_patch=float(box_contains(patch, glyph).mean()),
-              glyph_in_random_patch=float(random_patch_contains(glyph, sides, frame_size).mean()),
+              glyph_in_random_patch=float(random_patch_contains(glyph, sides, frame_size,
+                                                                 rounded=rounded).mean()),
               glyph_in_centre_patch=float(box_contains(centre, glyph).mean()))

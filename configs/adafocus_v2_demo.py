@@ -9,7 +9,7 @@ ResNet-50 on every whole 64 px frame; 0.0244 against 0.0513 per video).
 
 There are no ImageNet weights to start from, so the recipe first trains both CNNs on whole
 frames (stage 'warmup', 6 epochs, each CNN as a TSN; its local CNN is also the Uniform
-baseline), then the method in one stage ('joint', 8 epochs) from them, then evaluates Uniform,
+baseline), then the method in one stage ('joint', 16 epochs) from them, then evaluates Uniform,
 Random patches and AdaFocusV2 (results and what we tried: docs/adafocus_v2.md#the-demo).
 
 python -m arnet_jax.main --config=configs/adafocus_v2_demo.py
@@ -50,6 +50,6 @@ def get_config():
   train.policy_lr_mult, train.global_lr_mult = 0.1, 1.0
   train.local_lr_mult, train.classifier_lr_mult = 1.0, 5.0
   config.warmup = defaults.stage_settings(lr=0.05, num_epochs=6)
-  config.joint = defaults.stage_settings(lr=0.02, num_epochs=8)
+  config.joint = defaults.stage_settings(lr=0.02, num_epochs=16)
   config.eval.batch_size = 40
   return config

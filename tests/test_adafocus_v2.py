@@ -198,6 +198,28 @@ def test_evaluation_is_deterministic_and_predicts_with_the_last_steps_head(tiny)
   assert 'random_step_logits' not in first
 
 
+@pytest.mark.parametrize('mode', ['focus', 'uniform'])
+def test_cnns_in_chunks_of_frames_give_the_one_call_outputs(tiny, mode):
+  model, video, _, variables = tiny
+  model = model.clone(mode=mode)
+  whole = model.apply(variables, video)
+  chunked = model.clone(frames_per_call=5).apply(variables, video)  # 8 x T frames: 5 + ... + 2
+  for key in whole:
+    np.testing.assert_allclose(chunked[key], whole[key], atol=1e-5, err_msg=key)
+  # The evaluation's forward takes the chunk from eval.frames_per_call.
+  variant = method.NAME if mode == 'focus' else f'{method.NAME}_uniform'
+  config = tiny_adafocus_config(variant=variant)
+  config.eval.frames_per_call = 2 * T
+  forward = registry.of(config).inference(model, config)
+  np.testing.assert_allclose(forward(variables, video)['logits'], whole['logits'], atol=1e-5)
+  # Training normalises with the whole batch's statistics: one call, whatever the chunk.
+  rngs = {'dropout': jax.random.key(0), 'gumbel': jax.random.key(1)}
+  train = lambda m: m.apply(variables, video, train=True, rngs=rngs, mutable=['batch_stats'])
+  (out, stats), (out_5, stats_5) = train(model), train(model.clone(frames_per_call=5))
+  np.testing.assert_array_equal(out['logits'], out_5['logits'])
+  jax.tree.map(np.testing.assert_array_equal, stats, stats_5)
+
+
 def test_patch_boxes_are_the_pixels_each_frame_was_read_at_in_temporal_order(tiny):
   model, video, _, variables = tiny
   corners = jax.random.uniform(jax.random.key(3), (8, T, 2))  # step order

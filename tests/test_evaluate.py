@@ -202,6 +202,10 @@ def test_patch_models_report_the_glyph_in_their_patch_not_the_top_resolution():
   # The centre 32 x 32 patch (16..48) misses the glyph's top rows (10..26).
   assert result == {'glyph_in_patch': 0.5, 'glyph_in_random_patch': pytest.approx(10 / 32 * 0.5),
                     'glyph_in_centre_patch': 0.0}
+  # A nearest crop rounds its corners: the random patches it is compared with do too (rows
+  # 0..10 of 0..32 round from [0, 10.5), columns 4..20 from [3.5, 20.5)).
+  rounded = evaluate.demo_metrics(p, (64, 64), rounded=True)
+  assert rounded['glyph_in_random_patch'] == pytest.approx(10.5 / 32 * 17 / 32)
   # A model without patches: where its frames with evidence go.
   assert evaluate.demo_metrics(demo_predictions(), (64, 64)) == {
       'evidence_to_top_resolution': 1.0, 'other_to_top_resolution': 1.0}

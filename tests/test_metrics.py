@@ -113,6 +113,23 @@ def test_the_random_patch_rate_is_the_monte_carlo_rate():
     assert simulated == pytest.approx(expected, abs=0.0045)
 
 
+def test_a_random_patch_read_at_a_rounded_corner_holds_the_glyph_as_often_as_simulated():
+  rng = np.random.default_rng(1)
+  corners = np.floor(rng.uniform(size=(200_000, 2)) * (64 - 30) + 0.5)  # as the nearest crops
+  for glyph in (GLYPH, np.array([40.0, 2.0, 56.0, 18.0]), np.array([0.0, 44.0, 16.0, 60.0])):
+    patches = np.concatenate([corners, corners + 30], axis=1)
+    simulated = metrics.box_contains(patches, glyph).mean()
+    expected = metrics.random_patch_contains(glyph, np.array([30.0, 30.0]), (64, 64),
+                                             rounded=True)
+    assert simulated == pytest.approx(expected, abs=0.0045)
+  # Whole corners 0..10 of 0..34 hold GLYPH's rows, 6..20 its columns: a (64 - 30) in
+  # [0, 10.5) x [5.5, 20.5) rounds to them (corner 0 takes only [0, 0.5)).
+  assert metrics.random_patch_contains(GLYPH, np.array([30.0, 30.0]), (64, 64), rounded=True) \
+      == pytest.approx(10.5 / 34 * 15 / 34)
+  assert metrics.random_patch_contains(GLYPH, np.array([30.0, 30.0]), (64, 64)) == pytest.approx(
+      10 / 34 * 14 / 34)  # unrounded: a (64 - 30) in [0, 10] x [6, 20]
+
+
 def test_glyph_in_patch_averages_the_frames_that_show_a_glyph():
   none = np.zeros(4)
   glyph_boxes = np.array([[GLYPH, none, GLYPH], [none, GLYPH, none]])

@@ -408,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--method', choices=('arnet', 'adafocus_v2'), default='arnet',
                  help='adafocus_v2: AdaFocusV2 against Uniform ResNet-50 '
                       '(bench.inference_adafocus)')
-  p.add_argument('--video_chunks', type=comma_list(int), default=[1, 2, 4],
-                 help='adafocus_v2: videos per call swept (B is always included)')
+  p.add_argument('--frames_per_call', type=comma_list(int), default=[8, 16, 32, 0],
+                 help='adafocus_v2: frames (patches) per CNN call swept, for AdaFocusV2 and '
+                      'Uniform alike (model.frames_per_call; 0 = all at once)')
   args = p.parse_args(argv)
   if args.method == 'adafocus_v2':
     from arnet_jax.bench import inference_adafocus  # pylint: disable=g-import-not-at-top

@@ -1,19 +1,18 @@
 """Inference speed of AdaFocusV2 against Uniform ResNet-50 on the same frames, tuned alike.
 
   python -m arnet_jax.bench.inference --method=adafocus_v2 [--config=configs/adafocus_v2.py]
-      [--batch_size=4[,8]] [--dtype=float32[,bfloat16]] [--video_chunks=1,2,4]
-      [--uniform_chunks=8,16,32] [--precision=...] [--repeats=3] [--json]
+      [--batch_size=4[,8]] [--dtype=float32[,bfloat16]] [--frames_per_call=8,16,32,0]
+      [--precision=...] [--repeats=3] [--json]
 
 The paper's AdaFocusV2 (`configs/adafocus_v2.py`: MobileNetV2 glance on the whole 224 frame,
 ResNet-50 on a 128 x 128 patch, 200 classes, T = 16) with random weights, against Uniform: the
 same ResNet-50 (the same weights and head: `adafocus_v2_uniform`) on every whole 224 frame,
 logits averaged. Both are timed on the same videos, every repeat in a shuffled order, median
-reported, each tuned the same way (the best of a sweep):
-  adafocus_v2/<v>  `jit` of the model's evaluation forward over the batch, v videos per
-                   `lax.map` step (`--video_chunks`; v = B is `model.apply`): glance, policy,
-                   then every frame's patch through the local CNN in one batched call;
-  uniform/<c>      `jit` of the local CNN over the batch's frames, c frames per `lax.map` step
-                   (`--uniform_chunks`; c = N is the whole batch at once).
+reported, both tuned the same way, the best of one sweep of `model.frames_per_call` (c frames
+or patches per CNN call, a scan over chunks of the batch's B * T; `--frames_per_call`, 0: all):
+  adafocus_v2/<c>  `jit` of the model's evaluation forward over the batch: glance, policy, then
+                   every frame's patch through the local CNN;
+  uniform/<c>      `jit` of the Uniform model's forward: the local CNN on every whole frame.
 GFLOPs per video are the registry's (`arnet_jax.flops`, the AdaFocus papers' multiply-
 accumulates); the target is a wall-clock speedup >= 0.85 x the Uniform / AdaFocusV2 GFLOPs
 ratio. `parts` times the glance + policy and the local CNN on the patches alone, and
@@ -59,28 +58,17 @@ class Setup:
     return jax.random.normal(jax.random.key(seed), (batch, self.t, self.size, self.size, 3))
 
 
-def adafocus_chunked(model, v: int):
-  """The evaluation forward, v videos per `lax.map` step, as one `jit`."""
-  def fn(variables, video):
-    b = video.shape[0]
-    groups = video.reshape(b // v, v, *video.shape[1:])
-    logits = jax.lax.map(lambda x: model.apply(variables, x)['logits'], groups)
-    return logits.reshape(b, -1)
-  return jax.jit(fn)
+def forward(model, c: int):
+  """The model's evaluation forward as one `jit`, c frames per CNN call (0: all)."""
+  model = model.clone(frames_per_call=c)
+  return jax.jit(lambda variables, video: model.apply(variables, video)['logits'])
 
 
-def uniform_chunked(model, c: int):
-  """Uniform as one `jit`: the local CNN over the `[B, T]` whole frames, c frames per step."""
-  def fn(variables, video):
-    b, t = video.shape[:2]
-    frames = video.reshape(b * t // c, c, 1, *video.shape[2:])
-    logits = jax.lax.map(lambda x: model.apply(variables, x)['local_logits'], frames)
-    return logits.reshape(b, t, -1).mean(1)
-  return jax.jit(fn)
+def parts(model, c: int, variables, video) -> dict:
+  """Seconds of the glance + policy alone and of the local CNN on the batch's patches alone,
+  c frames (patches) per CNN call."""
+  model = model.clone(frames_per_call=c)
 
-
-def parts(model, variables, video) -> dict:
-  """Seconds of the glance + policy alone and of the local CNN on the batch's patches alone."""
   def glance_policy(variables, video):
     def inner(m, video):
       g = m.glance(video)
@@ -88,7 +76,8 @@ def parts(model, variables, video) -> dict:
     return model.apply(variables, video, method=inner)
 
   def local(variables, patches):
-    return model.apply(variables, patches, method=lambda m, x: m.backbone_1(x))
+    return model.apply(variables, patches,
+                       method=lambda m, x: m.per_call(lambda m, x: m.backbone_1(x), x, False))
   b, t = video.shape[:2]
   p = max(model.action_sizes)
   patches = jnp.zeros((b * t, p, p, 3), video.dtype)
@@ -106,14 +95,13 @@ def run_one(s: Setup, args, b: int, dtype: str) -> dict:
   ms = s.models(dtype)
   video = s.video(b, args.seed).astype(dtype)
   modes = {}
-  for v in sorted({x for x in args.video_chunks if b % x == 0} | {b}):
-    fn = adafocus_chunked(ms['adafocus_v2'], v)
-    modes[f'adafocus_v2/{v}'] = lambda i, fn=fn: fn(s.variables, video)
-  for c in sorted({x for x in args.uniform_chunks if n % x == 0} | {n}):
-    fn = uniform_chunked(ms['uniform'], c)
-    modes[f'uniform/{c}'] = lambda i, fn=fn: fn(s.variables, video)
+  chunks = sorted({c if 0 < c < n else n for c in args.frames_per_call})  # n: all at once
+  for name in ('adafocus_v2', 'uniform'):
+    for c in chunks:
+      fn = forward(ms[name], c % n)
+      modes[f'{name}/{c}'] = lambda i, fn=fn: fn(s.variables, video)
   times, warmup_s = bench.time_calls(modes, 1, args.warmup, args.repeats, args.seed)
-  reference = np.asarray(modes[f'adafocus_v2/{b}'](0), np.float64)
+  reference = np.asarray(forward(ms['adafocus_v2'], 0)(s.variables, video), np.float64)
   result = dict(batch_size=b, num_frames=s.t, dtype=dtype, warmup_s=round(warmup_s, 1))
   for name, ts in times.items():
     sec = float(np.median(ts))
@@ -132,7 +120,8 @@ def run_one(s: Setup, args, b: int, dtype: str) -> dict:
       gflops_ratio_uniform_over_adafocus=round(ratio, 3), speedup=round(speedup, 3),
       target_speedup=round(bench.TARGET_FRACTION_OF_GFLOPS_RATIO * ratio, 3),
       speedup_over_gflops_ratio=round(speedup / ratio, 3),
-      parts=parts(ms['adafocus_v2'], s.variables, video))
+      parts=parts(ms['adafocus_v2'], int(result['best_adafocus_v2'].split('/')[1]) % n,
+                  s.variables, video))
   return result
 
 

@@ -9,6 +9,8 @@ output only:
   depthwise_s2  the same, stride 2 (`-> [N, 28, 28, 144]`)
   conv3x3       ResNet's 3x3 convolution, `[N, 56, 56, 64] -> [N, 56, 56, 64]`
   conv1x1       a ResNet-50 bottleneck's 1x1 reduction, `[N, 56, 56, 256] -> [N, 56, 56, 64]`
+  expand1x1     a MobileNetV2 block's 1x1 expansion, `[N, 56, 56, 24] -> [N, 56, 56, 144]`
+                (forward only)
   max_pool      ResNet's stem max pool 3x3 / 2, padding 1, `[N, 112, 112, 64]`
 Each op is jitted once per set and warmed up; every repeat then runs every (op, set) once,
 interleaved so that load from other processes spreads over both sets, waiting with
@@ -57,6 +59,8 @@ def ops(batch: int) -> dict[str, tuple[Callable[[kernels.KernelSet], Callable], 
       'depthwise_s2_train': (lambda ks: _train(dw(2)(ks)), [dw_in, dw_k, (batch, 28, 28, 144)]),
       'conv3x3_train': (lambda ks: _train(conv(torch_pad)(ks)),
                         [(batch, 56, 56, 64), (3, 3, 64, 64), (batch, 56, 56, 64)]),
+      'conv1x1_forward': (conv(((0, 0), (0, 0))), [(batch, 56, 56, 256), (1, 1, 256, 64)]),
+      'expand1x1_forward': (conv(((0, 0), (0, 0))), [(batch, 56, 56, 24), (1, 1, 24, 144)]),
       'conv1x1_train': (lambda ks: _train(conv(((0, 0), (0, 0)))(ks)),
                         [(batch, 56, 56, 256), (1, 1, 256, 64), (batch, 56, 56, 64)]),
       'max_pool_train': (lambda ks: _train(pool(ks)),

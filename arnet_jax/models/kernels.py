@@ -13,7 +13,10 @@ The sets:
 - 'cpu': formulations XLA's CPU backend runs faster than its native ones.
   * depthwise_conv: the k*k strided slices of the padded input, each times one kernel tap, summed
     (XLA fuses them into one pass); XLA's grouped convolution is slow on CPU.
-  * conv: XLA's forward and input gradient; a custom kernel gradient, one
+  * conv: XLA's forward, except that an unpadded 1 x 1 convolution is the matrix product
+    `[N*H'*W', C_in] @ [C_in, C_out]` of the (strided) input (the same numbers; a ResNet-50
+    forward 1.2x and a MobileNetV2 forward 1.5x faster than XLA's convolution here); XLA's
+    input gradient; a custom kernel gradient, one
     `[C_in, N*H'*W'] @ [N*H'*W', C_out]` product per kernel tap, because XLA's CPU
     kernel-gradient convolution is many times slower than the forward. Convolutions the custom
     rule does not cover (dilated, grouped, string-padded, other layouts, an explicit precision
@@ -133,7 +136,8 @@ def cpu_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padd
              lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
              dimension_numbers=None, feature_group_count: int = 1, precision=None,
              preferred_element_type=None) -> jax.Array:
-  """Dense convolution whose kernel gradient is a sum of per-tap matrix products."""
+  """Dense convolution (a matrix product if 1 x 1 and unpadded) whose kernel gradient is a sum
+  of per-tap matrix products."""
   undilated = all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
   if (feature_group_count != 1 or not undilated or isinstance(padding, str)
       or not _is_nhwc(lhs, rhs, dimension_numbers) or rhs.shape[2] <= 4
@@ -145,6 +149,10 @@ def cpu_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padd
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_nhwc(x, kernel, strides, padding):
+  if kernel.shape[:2] == (1, 1) and all(tuple(p) == (0, 0) for p in padding):
+    x = x[:, ::strides[0], ::strides[1]]  # a 1 x 1 convolution: a matrix product
+    n, h, w, c = x.shape
+    return jnp.dot(x.reshape(n * h * w, c), kernel.reshape(c, -1)).reshape(n, h, w, -1)
   return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC)
 
 
@@ -154,7 +162,8 @@ def _conv_nhwc_fwd(x, kernel, strides, padding):
 
 def _conv_nhwc_bwd(strides, padding, residuals, g):
   x, kernel = residuals
-  _, input_vjp = jax.vjp(lambda x: _conv_nhwc.fun(x, kernel, strides, padding), x)
+  _, input_vjp = jax.vjp(
+      lambda x: lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC), x)
   (dx,) = input_vjp(g)
   kh, kw = kernel.shape[:2]
   (sh, sw), ((pt, pb), (pl, pr)) = strides, padding
