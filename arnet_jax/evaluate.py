@@ -50,7 +50,7 @@ from absl import logging
 from arnet_jax import checkpoint as ckpt_lib
 from arnet_jax import (compilation, defaults, errors, flops, health, metrics, models, parallel,
                        registry)
-from arnet_jax.models import kernels
+from arnet_jax.models import crop, kernels
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm.tqdm:
@@ -167,7 +167,7 @@ class Evaluator:
           for r, name in enumerate(self.names[:p['action_video_logits'].shape[1]])}
     size = self.config.data.image_size
     result.update(demo_metrics(p, (size, size),
-                               rounded=self.config.model.crop_sampling != 'bilinear'))
+                               rounded=crop.reads_whole_pixels(self.config.model.crop_sampling)))
     return result
 
 

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from arnet_jax.models import backbones, crop, layers
+from arnet_jax.models import backbones, buckets, crop, layers
 
 FRAME_ORDERS = ('coarse_to_fine', 'natural')
 MODES = ('focus', 'random', 'uniform', 'warmup')
@@ -273,9 +273,8 @@ class AdaFocusV2(nn.Module):
     c, n = self.frames_per_call, x.shape[0]
     if train or not c or n <= c or self.is_initializing():
       return fn(self, x)
-    x = jnp.concatenate([x, jnp.repeat(x[-1:], -n % c, axis=0)])
     body = nn.scan(lambda m, carry, chunk: (carry, fn(m, chunk)), variable_broadcast=True)
-    _, ys = body(self, None, x.reshape(-1, c, *x.shape[1:]))
+    _, ys = body(self, None, buckets.fixed_chunks(x, c))
     return jax.tree.map(lambda y: y.reshape(-1, *y.shape[2:])[:n], ys)
 
   def glance(self, frames: jax.Array, train: bool = False) -> dict:
@@ -361,7 +360,7 @@ class AdaFocusV2(nn.Module):
                actions=jnp.broadcast_to(actions, (b, t, len(self.action_sizes))),
                decided=jnp.ones((b, t), bool),
                patch_boxes=patch_boxes(corners, sizes, video.shape[2:4],
-                                       rounded=self.crop_sampling != 'bilinear'
+                                       rounded=crop.reads_whole_pixels(self.crop_sampling)
                                        )[:, np.argsort(order)])
     if train:
       random = self.focus(frames, random_corners, glance['global_features'], train)

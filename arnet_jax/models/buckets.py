@@ -34,6 +34,15 @@ DEVICE_PLANS = ('grid', 'binary')
 ClassifyFn = Callable[[dispatch.Bucket, jax.Array], jax.Array]
 
 
+def fixed_chunks(x: jax.Array, size: int) -> jax.Array:
+  """`[N, ...]` -> `[ceil(N / size), size, ...]`, the last chunk padded with copies of the last
+  row (real inputs: no NaN); a caller's outputs `y[:N]` after `y.reshape(-1, ...)` drop them.
+  For CNN calls of one static size (the policy's `policy_chunk`, AdaFocusV2's per_call)."""
+  n = x.shape[0]
+  x = jnp.concatenate([x, jnp.repeat(x[-1:], -n % size, axis=0)])
+  return x.reshape(-1, size, *x.shape[1:])
+
+
 # --- Host plans. ---------------------------------------------------------------------------------
 
 def pow2_capacities(max_capacity: int) -> tuple[int, ...]:

@@ -40,6 +40,11 @@ SAMPLINGS = ('bilinear', 'nearest_st', 'nearest_smooth')
 SMOOTH_WINDOW = 4  # 'nearest_smooth': the box filter whose gradient steers the corner
 
 
+def reads_whole_pixels(sampling: str) -> bool:
+  """Whether `sampling` reads the patch at its corner rounded to the pixel (the nearest ones)."""
+  return sampling != 'bilinear'
+
+
 def crop_patches(frames: jax.Array, corners: jax.Array, size: int,
                  sampling: str = 'bilinear') -> jax.Array:
   """Bilinear `size` x `size` patches at fractional offsets (see the module docstring).

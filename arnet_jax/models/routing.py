@@ -215,12 +215,10 @@ class _Router:
     model, c = self.model, self.policy_chunk
     b, t = video.shape[:2]
     frames = model.apply(variables, video, method=ARNet.policy_frames)
-    frames = frames.reshape(b * t, *frames.shape[2:])
-    n = -(-(b * t) // c) * c  # padded to whole chunks with copies of the last frame
-    frames = jnp.concatenate([frames, jnp.repeat(frames[-1:], n - b * t, axis=0)])
+    frames = buckets.fixed_chunks(frames.reshape(b * t, *frames.shape[2:]), c)
     features = jax.lax.map(lambda x: model.apply(variables, x, method=ARNet.embed_policy),
-                           frames.reshape(n // c, c, *frames.shape[1:]))
-    return features.reshape(n, -1)[:b * t].reshape(b, t, -1)
+                           frames)
+    return features.reshape(-1, features.shape[-1])[:b * t].reshape(b, t, -1)
 
   def _classify_fn(self, k, variables, video, resolution_logits, dispatcher):
     return self.model.apply(module_variables(variables, f'backbone_{k}'), k, video,
