@@ -3,6 +3,7 @@ gradient from the policy into the global CNN, the authors' loss and learning-rat
 step that learns, deterministic evaluation, the authors' GFLOPs, and the registry entry trained
 and evaluated end to end on the tiny demo data."""
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -206,6 +207,11 @@ def test_cnns_in_chunks_of_frames_give_the_one_call_outputs(tiny, mode):
   chunked = model.clone(frames_per_call=5).apply(variables, video)  # 8 x T frames: 5 + ... + 2
   for key in whole:
     np.testing.assert_allclose(chunked[key], whole[key], atol=1e-5, err_msg=key)
+  # ... and it really runs the CNNs in chunks: scans over 7 chunks of 5 images each.
+  traced = lambda m: str(jax.make_jaxpr(lambda v, x: m.apply(v, x)['logits'])(variables, video))
+  assert 'scan' not in traced(model)
+  chunked_jaxpr = traced(model.clone(frames_per_call=5))
+  assert 'length=7' in chunked_jaxpr and re.search(r'f32\[5,\d+,\d+,3\]', chunked_jaxpr)
   # The evaluation's forward takes the chunk from eval.frames_per_call.
   variant = method.NAME if mode == 'focus' else f'{method.NAME}_uniform'
   config = tiny_adafocus_config(variant=variant)
