@@ -13,7 +13,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.mode = 'train'         # train | eval | recipe (all three stages, then the baselines)
+  config.mode = 'train'         # train | eval | recipe (all three stages, then the baselines) |
+                                # exit (fit exit thresholds on a checkpoint, arnet_jax.early_exit)
   config.stage = 'joint'        # warmup | joint | finetune (paper 4.1)
   config.seed = 0
   config.checkpoint = ''        # mode=eval: the checkpoint to evaluate (a workdir works)
@@ -121,6 +122,21 @@ def get_config() -> ml_collections.ConfigDict:
   ev.router_batch = 1           # loader batches pooled into one routed call (exact)
   ev.seed = 0                   # for the Random baseline's actions
   ev.report = True              # write the report images at the end of evaluation
+  # Conditional exit at this many GFLOPs per video (0: none), with the thresholds that
+  # config.mode=exit saved beside the checkpoint (arnet_jax.early_exit).
+  ev.budget_gflops = 0.0
+
+  # --- Conditional exit (config.mode=exit, arnet_jax.early_exit). -------------------------------
+  config.exit = ex = ml_collections.ConfigDict()
+  ex.confidence = 'max_logit'   # of the running prediction: max_logit (the authors') | max_prob
+  ex.group_frames = 1           # frames read between two exit checks (1: after every frame)
+  ex.q_grid = tuple(round(0.1 * i, 1) for i in range(5, 40))  # the authors' 0.5 .. 3.9
+  ex.fit_split = ''             # where thresholds are fit ('': data.train_split)
+  ex.fit_transforms = 'eval'    # eval | train (the authors' code: training augmentation on)
+  ex.budget_fractions = (0.8, 0.6, 0.4)  # mode=exit's table: budgets, of the no-exit GFLOPs
+  ex.timing_batches = 4         # mode=exit's table: evaluation batches its timings run
+  ex.plan = 'auto'              # buckets of running videos: binary | grid | auto (as eval.plan)
+  ex.thresholds = ''            # the thresholds file ('': beside the checkpoint)
   return config
 
 
@@ -162,7 +178,7 @@ def parse_arg(arg: str | None, **defaults_) -> ml_collections.ConfigDict:
 
 # Enum-like fields: (path, valid values). The method and stage come from the registry.
 CHOICES = (
-    ('mode', ('train', 'eval', 'recipe')),
+    ('mode', ('train', 'eval', 'recipe', 'exit')),
     ('model.dtype', ('float32', 'bfloat16')),
     ('model.resize', ('nearest', 'bilinear')),
     ('model.no_frame_fallback', ('none', 'policy_head')),
@@ -175,6 +191,9 @@ CHOICES = (
     ('eval.buckets', ('binary', 'pow2', 'exact')),
     ('data.dtype', ('float32', 'bfloat16')),
     ('data.sampling', ('segment', 'original')),
+    ('exit.confidence', ('max_logit', 'max_prob')),
+    ('exit.fit_transforms', ('eval', 'train')),
+    ('exit.plan', ('auto', 'grid', 'binary')),
 )
 
 
@@ -204,10 +223,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for path in ('eval.grid_steps', 'eval.router_batch'):
     if _get(config, path) < 1:
       raise ValueError(f'config.{path} must be >= 1, got {_get(config, path)}.')
+  _validate_exit(config)
   top = method.input_resolution(config.model)
   if config.data.image_size not in (None, top):
     raise ValueError(f'data.image_size={config.data.image_size} must equal the model\'s top '
                      f'resolution {top}: the lower ones are resized from it (leave it unset).')
+
+
+def _validate_exit(config: ml_collections.ConfigDict) -> None:
+  ex = config.exit
+  if ex.group_frames < 1:
+    raise ValueError(f'config.exit.group_frames must be >= 1 frame, got {ex.group_frames}.')
+  if not ex.q_grid or min(ex.q_grid) <= 0:
+    raise ValueError(f'config.exit.q_grid must hold values of q > 0, got {tuple(ex.q_grid)}.')
+  if any(not 0 < f for f in ex.budget_fractions):
+    raise ValueError('config.exit.budget_fractions must be fractions > 0 of the no-exit GFLOPs, '
+                     f'got {tuple(ex.budget_fractions)}.')
+  if ex.timing_batches < 1:
+    raise ValueError(f'config.exit.timing_batches must be >= 1, got {ex.timing_batches}.')
+  if config.eval.budget_gflops < 0:
+    raise ValueError('config.eval.budget_gflops must be a number of GFLOPs per video > 0, or 0 '
+                     f'for no exit; got {config.eval.budget_gflops}.')
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -34,14 +34,21 @@ dispatches and host syncs per call, the share of bucket slots that were padding
 (`padding_waste`) and each backbone's frames (`bucket_use`). Per-action mAP needs every
 resolution action's logits on every frame, which sparse AR-Net routing does not compute:
 `mAP_per_action` is there under masked compute, Uniform and Multi-Scale.
+
+With conditional exit (`eval.budget_gflops`, or `Evaluator(..., thresholds=...)`: see
+`arnet_jax.early_exit`) the forward is the method's exit program, which stops computing a video
+once it exits; GFLOPs count each video's steps up to its exit, and metrics.json adds
+`mean_exit_step` and `exited_early` (the share of videos that stopped before the last frame).
 """
 from __future__ import annotations
 
 import itertools
 import json
 import os
+from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -61,21 +68,56 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm.tqd
 class Evaluator:
   """Runs a model over the evaluation split and computes every metric (see the module doc)."""
 
-  def __init__(self, model, config: ml_collections.ConfigDict, mesh):
+  def __init__(self, model, config: ml_collections.ConfigDict, mesh, *,
+               thresholds: Sequence[float] | None = None,
+               collect: Callable[[dict], dict] | None = None):
+    """`thresholds` (`[K]`): evaluate with conditional exit (the method's exit program, see
+    `arnet_jax.early_exit`); `collect`: forward output -> more per-video arrays to keep."""
     self.model, self.config, self.mesh = model, config, mesh
     self.table = flops.cost_table(config.model)
     self.names = self.table.action_names
-    self.forward = registry.of(config).inference(model, config)
+    self.collect = collect
+    method = registry.of(config)
+    if thresholds is None:
+      self.thresholds = None
+      self.forward = method.inference(model, config)
+    else:
+      if method.exit is None:
+        raise errors.UserError(f'model.variant={config.model.variant} has no conditional exit.')
+      self.thresholds = jnp.asarray(thresholds, jnp.float32)
+      self.forward = method.exit.inference(model, config)
     self.router = self.forward if hasattr(self.forward, 'stats') else None  # sparse routing
     self.routing = 'sparse' if self.router else 'masked'
+
+  @property
+  def no_exit_thresholds(self) -> jax.Array:
+    """Thresholds no video reaches before the last exit point (the exit program, no exit)."""
+    return jnp.full_like(self.thresholds, jnp.inf).at[-1].set(-jnp.inf)
 
   def predict(self, variables, video, index, mask) -> dict:
     # The same 'gumbel' key whatever the routing: the Random baseline draws the same actions.
     rng = jax.random.fold_in(jax.random.key(self.config.eval.seed), index)
-    return prediction(self.forward(variables, video, rng=rng, valid=mask > 0))
+    kwargs = {} if self.thresholds is None else dict(thresholds=self.thresholds)
+    out = self.forward(variables, video, rng=rng, valid=mask > 0, **kwargs)
+    return {**prediction(out), **(self.collect(out) if self.collect else {})}
 
-  def run(self, variables: dict, *, step: int | None = None, writer=None) -> dict:
-    """-> {'metrics': {...}, 'predictions': {...}} over the whole evaluation split.
+  def held_batches(self, count: int) -> list[dict]:
+    """The evaluation split's first `count` batches (pooled as `run` pools them), on the
+    devices: for timing the forward without the input pipeline."""
+    from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
+    config = self.config
+    local_batch = parallel.local_batch_size(config.eval.batch_size, 'eval.batch_size')
+    batches, num_examples = data_lib.create_split(
+        config.data, config.data.eval_split, batch_size=local_batch, train=False,
+        num_classes=config.model.num_classes)
+    steps = data_lib.eval_steps(num_examples, local_batch, jax.process_count())
+    held = itertools.islice(pooled(batches, config.eval.router_batch, steps), count)
+    return [parallel.shard_batch(self.mesh, {k: b[k] for k in ('video', 'mask')}) for b in held]
+
+  def run(self, variables: dict, *, step: int | None = None, writer=None,
+          split: str | None = None, train_transforms: bool = False) -> dict:
+    """-> {'metrics': {...}, 'predictions': {...}} over the whole evaluation split (or `split`,
+    every video once; `train_transforms`: with training's augmentation, full batches only).
 
     `eval.router_batch` loader batches are pooled into one call (the last pool is filled with
     padding videos, so every call has one shape); call i + 1 is dispatched before the outputs of
@@ -86,9 +128,14 @@ class Evaluator:
     processes = jax.process_count()
     local_batch = parallel.local_batch_size(config.eval.batch_size, 'eval.batch_size')
     eval_iter, num_examples = data_lib.create_split(
-        config.data, config.data.eval_split, batch_size=local_batch, train=False,
-        num_classes=config.model.num_classes)
-    steps = data_lib.eval_steps(num_examples, local_batch, processes)
+        config.data, split or config.data.eval_split, batch_size=local_batch,
+        train=train_transforms, num_classes=config.model.num_classes,
+        **(dict(num_epochs=1) if train_transforms else {}))
+    if train_transforms:  # full batches of every video once, shuffled
+      eval_iter = (dict(b, mask=np.ones(len(b['label']), np.float32)) for b in eval_iter)
+      steps = max(1, num_examples // (local_batch * processes))
+    else:
+      steps = data_lib.eval_steps(num_examples, local_batch, processes)
     pool = config.eval.router_batch
     if self.router:
       self.router.stats.reset()
@@ -147,12 +194,16 @@ class Evaluator:
 
   def compute_metrics(self, p: dict) -> dict:
     result = metrics.classification_metrics(p['logits'], p['label'], p['labels'])
-    cost = flops.decision_gflops(p['actions'], self.table)
+    # With exit, the policy ran on the steps up to each video's exit, as did its actions.
+    cost = flops.decision_gflops(p['actions'], self.table, p.get('exit_step'))
     result.update(gflops_per_frame=float(cost['per_frame'].mean()),
                   gflops_per_video=float(cost['per_video'].mean()),
                   action_usage=metrics.action_usage(p['actions'], self.names),
                   num_videos=int(len(p['label'])), routing=self.routing,
                   flops_convention=self.table.convention)
+    if 'exit_step' in p:
+      result.update(mean_exit_step=float(p['exit_step'].mean()),
+                    exited_early=float((p['exit_step'] < p['actions'].shape[1]).mean()))
     if 'processed' in p:  # a policy may skip frames: count the videos it skipped entirely
       result.update({k: float(v) for k, v in health.frame_counts(p['processed']).items()})
     result['warnings'] = health.warnings(
@@ -176,7 +227,8 @@ def demo_metrics(p: dict, frame_size: tuple[int, int], rounded: bool = False) ->
 
   Args:
     p: actions `[N, T, A]`; the demo's `evidence` `[N, T]` and `glyph_box` `[N, T, 4]`; the
-      model's `patch_boxes` `[N, T, 4]` (patch models); a missing key skips its metrics.
+      model's `patch_boxes` `[N, T, 4]` (patch models); with exit, `exit_step` `[N]`; a missing
+      key skips its metrics.
     frame_size: (H, W) of the model's input frames (the boxes' pixels).
     rounded: the model's crop reads whole-pixel corners (the random patches' rate does too).
   """
@@ -188,6 +240,9 @@ def demo_metrics(p: dict, frame_size: tuple[int, int], rounded: bool = False) ->
   elif 'evidence' in p:  # where does the policy send the frames that matter?
     top = p['actions'][..., 0] > 0.5
     evidence = p['evidence'].astype(bool)
+    if 'exit_step' in p:  # only the frames read before the exit (temporal order)
+      read = np.arange(top.shape[1])[None] < p['exit_step'][:, None]
+      top, evidence = top[read], evidence[read]
     result['evidence_to_top_resolution'] = float(top[evidence].mean()) if evidence.any() else 0
     result['other_to_top_resolution'] = float(top[~evidence].mean()) if (~evidence).any() else 0
   return result
@@ -214,10 +269,10 @@ def concat(batches: list[dict]) -> dict:
 
 def prediction(out: dict) -> dict:
   """What evaluation keeps of a forward pass: logits, actions, decided, processed, a patch
-  model's `patch_boxes` `[B, T, 4]`, and each resolution action's own video logits `[B, R, C]` where
-  every frame ran every resolution action."""
-  result = {k: out[k] for k in ('logits', 'actions', 'decided', 'processed', 'patch_boxes')
-            if k in out}
+  model's `patch_boxes` `[B, T, 4]`, an exit program's `exit_step` `[B]`, and each resolution
+  action's own video logits `[B, R, C]` where every frame ran every resolution action."""
+  result = {k: out[k] for k in ('logits', 'actions', 'decided', 'processed', 'patch_boxes',
+                                'exit_step') if k in out}
   if 'resolution_logits' in out:
     result['action_video_logits'] = out['resolution_logits'].mean(1)
   return result
@@ -284,17 +339,15 @@ def restore_for(model, config: ml_collections.ConfigDict, path: str) -> dict:
   return ckpt_lib.select_variables(loaded, expected, f'checkpoint {path}')
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                        checkpoint: str | None = None) -> dict:
-  """`config.mode=eval`: evaluates a checkpoint (default `config.checkpoint`) on the evaluation
-  split and writes WORKDIR/eval. The training split is not needed."""
-  checkpoint = checkpoint or config.checkpoint
+def restore_job(config: ml_collections.ConfigDict, job: str) -> dict:
+  """What a job on a checkpoint (`config.checkpoint`) starts with: the finalized config (with
+  the dataset's classes), model, mesh, variables and the checkpoint's path."""
+  checkpoint = config.checkpoint
   if not checkpoint:
-    raise errors.UserError('config.mode=eval needs config.checkpoint=PATH (a workdir, its best/ '
-                           'or checkpoints/ folder, or one step folder).')
+    raise errors.UserError(f'{job} needs config.checkpoint=PATH (a workdir, its best/ or '
+                           'checkpoints/ folder, or one step folder).')
   ckpt_lib.resolve(checkpoint)  # a wrong path fails now, not after preparing the data
   from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
-  from arnet_jax.tools import report  # pylint: disable=g-import-not-at-top (matplotlib)
   config = defaults.finalize(config)
   kernels.select(config.model.kernels)  # once per job, before anything is traced
   if config.data.name == 'demo':
@@ -306,8 +359,36 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.make_mesh()
   variables = parallel.replicate(mesh, restore_for(model, config, checkpoint))
   config = data_lib.with_dataset_classes(config)  # after the checkpoint's own check
-  result = Evaluator(model, config, mesh).run(variables)
-  result['metrics']['checkpoint'] = os.path.abspath(checkpoint)
+  return dict(config=config, model=model, mesh=mesh, variables=variables,
+              checkpoint=os.path.abspath(checkpoint))
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        checkpoint: str | None = None) -> dict:
+  """`config.mode=eval`: evaluates a checkpoint (default `config.checkpoint`) on the evaluation
+  split and writes WORKDIR/eval. The training split is not needed. With `eval.budget_gflops`,
+  with conditional exit at the thresholds `config.mode=exit` saved for that budget."""
+  if checkpoint:
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.checkpoint = checkpoint
+  from arnet_jax import early_exit  # pylint: disable=g-import-not-at-top (a cycle otherwise)
+  from arnet_jax.tools import report  # pylint: disable=g-import-not-at-top (matplotlib)
+  setup = restore_job(config, 'config.mode=eval')
+  config, checkpoint = setup['config'], setup['checkpoint']
+  thresholds = None
+  if config.eval.budget_gflops > 0:
+    path = early_exit.thresholds_path(config, checkpoint)
+    curve = early_exit.load_thresholds(path, config, ckpt_lib.resolve(checkpoint)[1])
+    entry = early_exit.pick(curve, config.eval.budget_gflops)
+    thresholds = entry['thresholds']
+    logging.info('Conditional exit at q=%g (%.4g GFLOPs per video on the fit split), from %s.',
+                 entry['q'], entry['fit_gflops_per_video'], path)
+  result = Evaluator(setup['model'], config, setup['mesh'], thresholds=thresholds).run(
+      setup['variables'])
+  result['metrics']['checkpoint'] = checkpoint
+  if thresholds is not None:
+    result['metrics'].update(exit_q=entry['q'], budget_gflops=config.eval.budget_gflops)
   write_metrics(os.path.join(workdir, 'eval'), result['metrics'], jax.process_index() == 0,
                 result['predictions'])
   if jax.process_index() == 0:

@@ -1,7 +1,8 @@
 """Entry point: `python -m arnet_jax.main --config=configs/fcvid.py [--workdir=DIR] [--config.x=y]`.
 
-`config.mode`: train (one `config.stage`), eval (`config.checkpoint`), or recipe (warm-up, joint,
-fine-tune, then the baselines; see arnet_jax/recipe.py). Any config field can be overridden on
+`config.mode`: train (one `config.stage`), eval (`config.checkpoint`), recipe (warm-up, joint,
+fine-tune, then the baselines; see arnet_jax/recipe.py), or exit (conditional-exit thresholds
+for `config.checkpoint`; see arnet_jax/early_exit.py). Any config field can be overridden on
 the command line as `--config.train.batch_size=16`.
 
 A user error (a mistyped field, a bad value, a missing or damaged checkpoint, a workdir of
@@ -60,6 +61,9 @@ def main(argv):
   elif config.mode == 'eval':
     from arnet_jax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.evaluate_checkpoint(config, workdir)
+  elif config.mode == 'exit':
+    from arnet_jax import early_exit  # pylint: disable=g-import-not-at-top
+    early_exit.fit_and_evaluate(config, workdir)
   else:  # 'recipe' (validated)
     from arnet_jax import recipe  # pylint: disable=g-import-not-at-top
     recipe.run(config, workdir)

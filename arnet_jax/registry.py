@@ -76,6 +76,20 @@ class Stage:
 
 
 @dataclasses.dataclass(frozen=True)
+class Exit:
+  """A method's conditional exit (`arnet_jax.early_exit`).
+
+  running: (a full forward's output, model config) -> (`[B, T, C]` the running prediction after each step, in
+    the method's processing order; `[B, T]` bool, whether there is one yet).
+  inference: (model, config) -> the exit program `fn(variables, video, thresholds [K], *,
+    rng=None, valid=None) -> dict` (logits, exit_step `[B]`, actions and decided zero at the
+    steps not run, rows per CNN), which computes nothing more for a video once it exits.
+  """
+  running: Callable[[dict, ml_collections.ConfigDict], tuple[jax.Array, jax.Array]]
+  inference: Callable[[Any, ml_collections.ConfigDict], Callable[..., dict]]
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
   """A method (or a variant of one) and everything the library needs to know about it.
 
@@ -95,6 +109,7 @@ class Method:
     variant, stage whose best weights it evaluates); empty: the method after its last stage.
   learns_actions: whether its actions are a learned policy's choices, which training and
     evaluation check for a collapse (`arnet_jax.health`).
+  exit: its conditional exit (`Exit`; None: it has none).
   """
   name: str
   summary: str
@@ -108,6 +123,7 @@ class Method:
   torch_layout: Callable[[ml_collections.ConfigDict, Sequence[str]], Any] | None = None
   recipe_rows: tuple[tuple[str, str, str], ...] = ()
   learns_actions: bool = False
+  exit: Exit | None = None
 
   @property
   def stage_names(self) -> tuple[str, ...]:
@@ -156,6 +172,7 @@ def unregister(name: str) -> None:
 
 
 _builtin_loaded = False
+BUILTIN_MODULES = ('arnet_jax.methods.arnet', 'arnet_jax.methods.adafocus_v2')
 
 
 def _builtin() -> None:
@@ -163,20 +180,24 @@ def _builtin() -> None:
   global _builtin_loaded
   if not _builtin_loaded:
     _builtin_loaded = True
-    importlib.import_module('arnet_jax.methods.arnet')  # registers itself
-    importlib.import_module('arnet_jax.methods.adafocus_v2')
+    for module in BUILTIN_MODULES:  # each registers itself
+      importlib.import_module(module)
 
 
 def names() -> tuple[str, ...]:
+  """The registered names: the library's own in `BUILTIN_MODULES` order (whichever module was
+  imported first), then the others in registration order."""
   _builtin()
-  return tuple(_METHODS)
+  rank = lambda name: (BUILTIN_MODULES.index(m) if (m := _METHODS[name].create_model.__module__)
+                       in BUILTIN_MODULES else len(BUILTIN_MODULES))
+  return tuple(sorted(_METHODS, key=rank))
 
 
 def get(name: str) -> Method:
   """The method registered as `name`; an error listing the registered ones otherwise."""
   _builtin()
   if name not in _METHODS:
-    raise ValueError(f'Unknown model.variant {name!r}; choose one of {", ".join(_METHODS)}.')
+    raise ValueError(f'Unknown model.variant {name!r}; choose one of {", ".join(names())}.')
   return _METHODS[name]
 
 

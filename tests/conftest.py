@@ -110,6 +110,44 @@ def tiny_train_config(data_dir, **model_overrides):
   return config
 
 
+def tiny_adafocus_model_config(**overrides):
+  """AdaFocusV2 at toy width and size; ResNet-18s (the quickest to compile) glance and focus,
+  as the AR-Net train tests use ResNet-18s (the GFLOPs tests count the paper's networks)."""
+  model = defaults.get_config().model
+  model.update(variant='adafocus_v2', num_classes=4, frame_resolution=32, global_resolution=24,
+               global_backbone='resnet18', local_backbone='resnet18',
+               patch_sizes=(16,), policy_channels=4, policy_hidden=8, classifier_hidden=16,
+               width_multiplier=0.125, depth_multiplier=0.34, dropout=0.0)
+  model.update(overrides)
+  return model
+
+
+def with_tiny_adafocus(config, **overrides):
+  """`config` training a tiny AdaFocusV2 for 2 epochs (of 3 steps on the tiny demo data)."""
+  config.model = tiny_adafocus_model_config(**overrides)
+  config.stage = 'joint'
+  config.train.update(lr_schedule='cosine', grad_clip=0.0)
+  config.joint = defaults.stage_settings(lr=0.05, num_epochs=2)
+  return config
+
+
+
+ADAFOCUS_T = 4  # frames of the tiny AdaFocusV2 tests
+
+
+@pytest.fixture(scope='session')
+def tiny_adafocus_recipe(demo_data_dir, tmp_path_factory):
+  """A tiny AdaFocusV2's recipe on the tiny demo data (warm-up and joint, an epoch each, at
+  32 px and T = 4), shared by the tests that need a trained one: (config, workdir, rows)."""
+  from arnet_jax import recipe  # pylint: disable=g-import-not-at-top (imports TensorFlow)
+  workdir = str(tmp_path_factory.mktemp('adafocus_recipe'))
+  config = with_tiny_adafocus(tiny_train_config(demo_data_dir))
+  config.data.image_size, config.data.num_frames = 32, ADAFOCUS_T  # the demo's crops resized
+  config.warmup = defaults.stage_settings(lr=0.05, num_epochs=1)
+  config.joint.num_epochs = 1
+  return config, workdir, recipe.run(config, workdir)
+
+
 def sigterm_at_batch(batch_index: int, set_attribute=setattr) -> None:
   """Makes this process send itself SIGTERM when its training input yields batch `batch_index`.
 

@@ -9,37 +9,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import random_variables, tiny_train_config
+from conftest import (ADAFOCUS_T, random_variables, tiny_adafocus_model_config,
+                      with_tiny_adafocus)
 from flax import traverse_util
 
 from arnet_jax import checkpoint as ckpt_lib
-from arnet_jax import defaults, flops, losses, models, parallel, recipe, registry, train
+from arnet_jax import defaults, flops, losses, models, parallel, registry, train
 from arnet_jax.methods import adafocus_v2 as method
 from arnet_jax.models import adafocus_v2 as adafocus
 
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), '..', 'configs')
-T = 4
-
-
-def tiny_adafocus_model_config(**overrides):
-  """AdaFocusV2 at toy width and size; ResNet-18s (the quickest to compile) glance and focus,
-  as the AR-Net train tests use ResNet-18s (the GFLOPs tests count the paper's networks)."""
-  model = defaults.get_config().model
-  model.update(variant='adafocus_v2', num_classes=4, frame_resolution=32, global_resolution=24,
-               global_backbone='resnet18', local_backbone='resnet18',
-               patch_sizes=(16,), policy_channels=4, policy_hidden=8, classifier_hidden=16,
-               width_multiplier=0.125, depth_multiplier=0.34, dropout=0.0)
-  model.update(overrides)
-  return model
-
-
-def with_tiny_adafocus(config, **overrides):
-  """`config` training a tiny AdaFocusV2 for 2 epochs (of 3 steps on the tiny demo data)."""
-  config.model = tiny_adafocus_model_config(**overrides)
-  config.stage = 'joint'
-  config.train.update(lr_schedule='cosine', grad_clip=0.0)
-  config.joint = defaults.stage_settings(lr=0.05, num_epochs=2)
-  return config
+T = ADAFOCUS_T
 
 
 def tiny_adafocus_config(**overrides):
@@ -328,12 +308,8 @@ def test_bad_adafocus_settings_are_refused_before_anything_runs():
 # --- The registry entry, end to end. -------------------------------------------------------------
 
 def test_the_recipe_warms_up_trains_and_compares_with_uniform_and_random_patches(
-    demo_data_dir, tmp_path):
-  config = with_tiny_adafocus(tiny_train_config(demo_data_dir))
-  config.data.image_size, config.data.num_frames = 32, T  # the demo's 64 px crops resized
-  config.warmup = defaults.stage_settings(lr=0.05, num_epochs=1)
-  config.joint.num_epochs = 1
-  rows = recipe.run(config, str(tmp_path))
+    tiny_adafocus_recipe):
+  config, workdir, rows = tiny_adafocus_recipe
   assert list(rows) == [name for name, _, _ in method.RECIPE_ROWS]
   uniform, random_patches, adafocus_v2 = rows.values()
   assert all(r['num_videos'] == 12 for r in rows.values())
@@ -349,5 +325,5 @@ def test_the_recipe_warms_up_trains_and_compares_with_uniform_and_random_patches
   assert uniform['gflops_per_video'] == pytest.approx(T * flops.backbone_gflops(
       'resnet18', 32, 4, convention='macs', width_multiplier=0.125, depth_multiplier=0.34))
   # The joint stage started from the warm-up's CNNs and initialised the policy afresh.
-  warm, _ = ckpt_lib.load_variables(os.path.join(tmp_path, 'warmup', 'best'))
+  warm, _ = ckpt_lib.load_variables(os.path.join(workdir, 'warmup', 'best'))
   assert set(warm['params']) == {'backbone_0', 'backbone_1'}

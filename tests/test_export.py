@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_variables, tiny_model_config
-from test_adafocus_v2 import tiny_adafocus_model_config
+from conftest import tiny_adafocus_model_config
 
 from arnet_jax import checkpoint, defaults, errors, export, flops, models, registry, serving
 

@@ -84,6 +84,35 @@ def test_lstm_step_matches_torch_lstm_cell_equations():
   np.testing.assert_allclose(h_new, h_ref, rtol=1e-5)
 
 
+def test_stepping_the_policy_group_by_group_equals_one_scan():
+  p = random_policy_params(jax.random.key(5), batch=2, frames=10)
+  forced = jnp.array([[0, 4, 1, 1, 1, 3, 0, 2, 4, 1], [3, 1, 0, 4, 2, 2, 0, 1, 3, 3]])
+  whole = policy.scan_policy(**p, skip_lengths=SKIPS, sampling='argmax', forced=forced)
+  carry, traces = policy.initial_carry(2, H, A), []
+  for lo, hi in ((0, 3), (3, 6), (6, 10)):  # skips chosen at 1, 5 and 8 cover the next group
+    part = dict(p, input_gates=p['input_gates'][:, lo:hi])
+    carry, trace = policy.step_policy(carry, **part, skip_lengths=SKIPS, sampling='argmax',
+                                      forced=forced[:, lo:hi])
+    traces.append(trace)
+  for name, y in whole._asdict().items():
+    np.testing.assert_allclose(np.concatenate([getattr(t, name) for t in traces], 1), y,
+                               rtol=1e-6)
+
+
+def test_inactive_steps_keep_the_policys_carry():
+  p = random_policy_params(jax.random.key(6), batch=2, frames=4)
+  forced = jnp.full((2, 4), 4)  # skip 4 frames: a pending skip must survive inactive steps too
+  carry, _ = policy.step_policy(policy.initial_carry(2, H, A), **p, skip_lengths=SKIPS,
+                                sampling='argmax', forced=forced,
+                                active=jnp.array([[True] * 4, [True, False, False, False]]))
+  first, _ = policy.step_policy(policy.initial_carry(2, H, A),
+                                **dict(p, input_gates=p['input_gates'][:, :1]),
+                                skip_lengths=SKIPS, sampling='argmax', forced=forced[:, :1])
+  assert carry.remaining.tolist() == [0, 3]  # video 1 stopped after its first step
+  for name in ('cell', 'hidden', 'action'):
+    np.testing.assert_array_equal(getattr(carry, name)[1], getattr(first, name)[1])
+
+
 def test_argmax_decisions_follow_the_action_logits():
   p = random_policy_params(jax.random.key(2), batch=3, frames=6)
   trace = policy.scan_policy(**p, skip_lengths=(0,) * A, sampling='argmax')

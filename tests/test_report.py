@@ -431,3 +431,74 @@ def test_a_recipes_own_method_is_drawn_rather_than_its_random_baseline_or_a_stag
     patch_model_run(str(tmp_path / folder / 'eval'), moving)
   chosen = report.choose_run(report.collect_runs([str(tmp_path)]))
   assert chosen.variant == 'adafocus_v2'
+
+
+def write_exit_curve(directory, points, no_exit=(0.0123, 71.25), variant='arnet'):
+  """`config.mode=exit`'s curve.json with `points` (GFLOPs per video, mAP) for its sweep."""
+  os.makedirs(directory, exist_ok=True)
+  curve = [dict(q=0.5 + i, thresholds=[1.0, -1e9], fit_gflops_per_video=g, mAP=m, top1=m,
+                gflops_per_video=g, mean_exit_step=8.0) for i, (g, m) in enumerate(points)]
+  saved = dict(variant=variant, step=9, checkpoint='unused', confidence='max_logit',
+               group_frames=4, curve=curve, table=[],
+               no_exit=dict(gflops_per_video=no_exit[0], mAP=no_exit[1], top1=50.0))
+  with open(os.path.join(directory, 'curve.json'), 'w') as f:
+    json.dump(saved, f)
+
+
+def test_an_exit_curve_is_drawn_by_gflops_and_ends_at_its_model_without_exit(tmp_path):
+  write_run(str(tmp_path / 'eval'), dict(mAP=64.5, gflops_per_video=0.0385,
+                                         action_usage={'resnet50@64': 1.0}))
+  write_exit_curve(str(tmp_path / 'exit'), [(0.009, 70.0), (0.004, 55.0), (0.009, 70.0),
+                                            (0.0123, 71.25), (0.006, 66.0)])
+  result = report.write_report(str(tmp_path))['gflops_map']
+  # Sorted by GFLOPs, the duplicate merged, the point where nothing exits early is the end.
+  assert result['curves'] == [('arnet with exit', [(0.004, 55.0), (0.006, 66.0), (0.009, 70.0),
+                                                   (0.0123, 71.25)])]
+  assert result['runs'] == [(tmp_path.name, 0.0385, 64.5)]
+  assert result['size'] == (900, 620) == Image.open(tmp_path / 'report' / 'gflops_map.png').size
+
+
+def test_the_no_exit_point_ends_the_curve_even_when_an_exit_setting_costs_more(tmp_path):
+  curve = charts.Curve('x', [(0.0124, 71.0), (0.005, 60.0)], end=(0.0123, 71.25))
+  assert charts.curve_points(curve) == [(0.005, 60.0), (0.0124, 71.0), (0.0123, 71.25)]
+  result = charts.plot_gflops_map([], str(tmp_path / 'g.png'),
+                                  curves=[('no end', [(0.2, 50.0), (0.1, 40.0)])])
+  assert result['curves'] == [('no end', [(0.1, 40.0), (0.2, 50.0)])]
+
+
+def test_several_workdirs_prefix_exit_curve_labels_with_the_workdir_name(tmp_path):
+  write_exit_curve(str(tmp_path / 'a' / 'exit'), [(0.005, 60.0)])
+  write_exit_curve(str(tmp_path / 'b' / 'finetune' / 'exit'), [(0.02, 70.0)], (0.05, 80.0),
+                   variant='adafocus_v2')
+  curves = report.collect_exit_curves([str(tmp_path / 'a'), str(tmp_path / 'b')])
+  assert [(c.label, c.points, c.end) for c in curves] == [
+      ('a: arnet with exit', [(0.005, 60.0)], (0.0123, 71.25)),
+      ('b: adafocus_v2 with exit (finetune)', [(0.02, 70.0)], (0.05, 80.0))]
+  assert [c.label for c in report.collect_exit_curves([str(tmp_path / 'b')])] == [
+      'adafocus_v2 with exit (finetune)']
+
+
+def test_a_malformed_exit_curve_is_left_out_with_a_warning(tmp_path, caplog):
+  write_run(str(tmp_path / 'eval'), dict(mAP=50.0, gflops_per_video=0.02,
+                                         action_usage={'resnet50@64': 1.0}))
+  for folder, text in (('truncated', '{"variant": "arnet", "curve": ['),
+                       ('no_no_exit', json.dumps(dict(variant='arnet', curve=[]))),
+                       ('not_numbers', json.dumps(dict(variant='arnet', no_exit={}, curve=[
+                           dict(gflops_per_video='many', mAP=None)])))):
+    os.makedirs(tmp_path / folder / 'exit')
+    (tmp_path / folder / 'exit' / 'curve.json').write_text(text)
+  write_exit_curve(str(tmp_path / 'good' / 'exit'), [(0.01, 60.0)])
+  result = report.write_report(str(tmp_path))
+  assert [label for label, _ in result['gflops_map']['curves']] == ['arnet with exit (good)']
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+  for folder in ('truncated', 'no_no_exit', 'not_numbers'):
+    assert any(os.path.join(folder, 'exit', 'curve.json') in w and 'left out' in w
+               for w in warnings), folder
+
+
+def test_a_workdir_with_only_an_exit_curve_gets_the_gflops_map(tmp_path):
+  write_exit_curve(str(tmp_path / 'exit'), [(0.005, 60.0)])
+  result = report.write_report(str(tmp_path))
+  assert sorted(result) == ['gflops_map']
+  assert os.listdir(tmp_path / 'report') == ['gflops_map.png']
+  assert result['gflops_map']['curves'] == [('arnet with exit', [(0.005, 60.0), (0.0123, 71.25)])]

@@ -51,6 +51,7 @@ import re
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from arnet_jax import flops, losses, models, registry
 from arnet_jax.models import adafocus_v2 as model_lib
@@ -126,6 +127,27 @@ def _map_shape(c: ml_collections.ConfigDict) -> tuple[int, int, int]:
 def _inference(model, config: ml_collections.ConfigDict):
   return registry.masked_inference(model.clone(frames_per_call=config.eval.frames_per_call),
                                    config)
+
+
+def exit_running(out: dict, c: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+  """A forward's running predictions (`registry.Exit.running`), in step order: head k after
+  steps 0..k (focus, random); Uniform's mean of the local head's logits over the frames read so
+  far in `frame_order` (the exit program's order). Every step has one."""
+  if 'step_logits' in out:
+    running = out['step_logits']
+  else:
+    logits = out['local_logits']
+    t = logits.shape[1]
+    order = np.asarray(model_lib.frame_indices(c.frame_order, t))
+    running = jnp.cumsum(logits[:, order], axis=1) / jnp.arange(1, t + 1)[None, :, None]
+  return running, jnp.ones(running.shape[:2], bool)
+
+
+def _exit_inference(model, config: ml_collections.ConfigDict):
+  from arnet_jax.models import exit_adafocus_v2, routing  # pylint: disable=g-import-not-at-top
+  return exit_adafocus_v2.exit_inference_fn(model, group=config.exit.group_frames,
+                                            confidence=config.exit.confidence,
+                                            plan=routing.resolve_plan(config.exit.plan))
 
 
 def _validate(c: ml_collections.ConfigDict) -> None:
@@ -258,4 +280,5 @@ for _variant in MODES:
       input_resolution=lambda c: int(c.frame_resolution), action_names=_action_names,
       cost_table=_cost_table, stages=STAGES, inference=_inference,
       validate=_validate, torch_layout=_torch_layout if _variant == NAME else None,
+      exit=registry.Exit(exit_running, _exit_inference),
       recipe_rows=RECIPE_ROWS if _variant == NAME else ()))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from arnet_jax import flops, losses, registry
@@ -110,6 +112,26 @@ def _inference(model, config: ml_collections.ConfigDict):
     engine.update(capacities=ev.buckets, chunk_size=ev.max_bucket or None)
   return routing.inference_fn(model, routing=ev.routing,
                               dispatch=routing.resolve_dispatch(ev.dispatch), **engine)
+
+
+def exit_running(out: dict, c: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+  """A forward's running predictions (`registry.Exit.running`): after frame k, the mean of the
+  logits of the frames processed so far (`[B, T, C]`), ready once one was (`[B, T]`); at T the
+  video's logits (with its no-frame fallback)."""
+  del c
+  count = jnp.cumsum(out['processed'], axis=1)
+  running = jnp.cumsum(out['frame_logits'], axis=1) / jnp.maximum(count, 1)[..., None]
+  return running.at[:, -1].set(out['logits']), count > 0
+
+
+def _exit_inference(model, config: ml_collections.ConfigDict):
+  from arnet_jax.models import exit_arnet, routing  # pylint: disable=g-import-not-at-top
+  return exit_arnet.exit_inference_fn(model, group=config.exit.group_frames,
+                                      confidence=config.exit.confidence,
+                                      plan=routing.resolve_plan(config.exit.plan))
+
+
+_EXIT = registry.Exit(exit_running, _exit_inference)
 
 
 def _validate(c: ml_collections.ConfigDict) -> None:
@@ -249,6 +271,6 @@ for _name, _family in _FAMILIES.items():
       stages=_stages(_family.policy_mode == 'learned'),
       inference=_inference if not _family.lstm else registry.masked_inference,
       validate=_validate, torch_layout=_torch_layout,
-      learns_actions=_family.policy_mode == 'learned',
+      learns_actions=_family.policy_mode == 'learned', exit=None if _family.lstm else _EXIT,
       recipe_rows=BASELINES if _name == 'arnet' else ((_SUMMARIES[_name].split(':')[0], _name,
                                                         'finetune'),)))

@@ -27,7 +27,10 @@ Children, named so that `init.backbones = (global CNN, local CNN)` checkpoints l
 their `features`: `backbone_0` (the glance: `features`, `head`), `backbone_1` (the focus:
 `features`, `head`), `policy` (`conv`, `conv_bn`, `fc`, `fc_bn`, `gru/ih`, `gru/hh`, `corner`),
 `classifier` (`fc`, `fc_bn`, `head_0` .. `head_{T-1}`). New layers take torch's default
-initialisation (uniform +-1/sqrt(fan_in)), as the authors' code does.
+initialisation (uniform +-1/sqrt(fan_in)), as the authors' code does. The pieces can be called
+per step, for the exit program (`exit_adafocus_v2`), which reads a video group by group:
+`glance_rows`, `policy.encode`, `policy.gru.cell`, `policy.locate`, `focus_rows`,
+`classifier.embed`, `classifier.head_at`, `whole_frame_logits`, `draw_random_corners`.
 
 `patch_sizes` holds one side for every step or one per step (T entries, in step order); the
 frames of each distinct side go through the local CNN in one batched call. The model's
@@ -116,8 +119,9 @@ def wide(dtype: Any) -> Any:
   return jnp.promote_types(dtype, jnp.float32)
 
 
-def torch_dense(features: int, fan_in: int, name: str) -> nn.Dense:
-  """A Dense layer with torch's default `nn.Linear` initialisation (+-1/sqrt(fan_in))."""
+def torch_dense(features: int, fan_in: int, name: str | None = None) -> nn.Dense:
+  """A Dense layer with torch's default `nn.Linear` initialisation (+-1/sqrt(fan_in)); no
+  `name` in a `setup` (flax names it after its attribute)."""
   init = layers.uniform_init(fan_in ** -0.5)
   return nn.Dense(features, kernel_init=init, bias_init=init, name=name)
 
@@ -157,23 +161,34 @@ class GRU(nn.Module):
   Children `ih` (Dense I -> 3H, torch's b_ih) and `hh` (Dense H -> 3H, b_hh), gates in
   torch's order (r, z, n): n = tanh(x W_in + b_in + r (h W_hn + b_hn)), h' = (1 - z) n + z h.
   The steps are unrolled in Python (T is small and static), so FLOP counting sees each one.
+  `cell` is one step, for a caller that runs the steps itself (the exit program).
   """
   hidden: int
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def setup(self):
     init = layers.uniform_init(self.hidden ** -0.5)
-    gates_x = nn.Dense(3 * self.hidden, kernel_init=init, bias_init=init, name='ih')(x)
-    hh = nn.Dense(3 * self.hidden, kernel_init=init, bias_init=init, name='hh')
+    self.ih = nn.Dense(3 * self.hidden, kernel_init=init, bias_init=init)
+    self.hh = nn.Dense(3 * self.hidden, kernel_init=init, bias_init=init)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    gates_x = self.ih(x)
     h = jnp.zeros((x.shape[0], self.hidden), gates_x.dtype)
     outputs = []
     for t in range(x.shape[1]):
-      xr, xz, xn = jnp.split(gates_x[:, t], 3, axis=-1)
-      hr, hz, hn = jnp.split(hh(h), 3, axis=-1)
-      r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-      h = (1 - z) * jnp.tanh(xn + r * hn) + z * h
+      h = self.update(h, gates_x[:, t])
       outputs.append(h)
     return jnp.stack(outputs, axis=1)
+
+  def cell(self, h: jax.Array, x: jax.Array) -> jax.Array:
+    """One step: state `[B, H]` and input `[B, I]` -> the next state `[B, H]`."""
+    return self.update(h, self.ih(x))
+
+  def update(self, h: jax.Array, gates_x: jax.Array) -> jax.Array:
+    """The state `[B, H]` after an input whose `ih` gates are `gates_x` `[B, 3H]`."""
+    xr, xz, xn = jnp.split(gates_x, 3, axis=-1)
+    hr, hz, hn = jnp.split(self.hh(h), 3, axis=-1)
+    r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+    return (1 - z) * jnp.tanh(xn + r * hn) + z * h
 
 
 class FocusPolicy(nn.Module):
@@ -181,47 +196,88 @@ class FocusPolicy(nn.Module):
 
   The caller stops the gradient at the input (the authors' `global_feat_map.detach()`).
   The map is flattened in torch's (c, h, w) order (`nn.Flatten` of NCHW), so the `fc` kernel is
-  the authors' weight transposed.
+  the authors' weight transposed. Per step (the exit program): `encode` each map, `gru.cell`,
+  `locate`.
   """
   channels: int = 64
   hidden: int = 2048
   dtype: Any = jnp.float32
 
-  @nn.compact
+  def setup(self):
+    self.gru = GRU(self.hidden)
+    self.corner = torch_dense(2, self.hidden)
+
   def __call__(self, feature_map: jax.Array, train: bool = False) -> jax.Array:
-    b, t, h, w, g = feature_map.shape
-    x = feature_map.reshape(b * t, h, w, g).astype(self.dtype)
+    b, t = feature_map.shape[:2]
+    x = self.encode(feature_map.reshape(b * t, *feature_map.shape[2:]), train)
+    return self.locate(self.gru(x.reshape(b, t, self.hidden)))
+
+  @nn.compact  # the layers' initialisation depends on the map's shape
+  def encode(self, feature_map: jax.Array, train: bool = False) -> jax.Array:
+    """`[N, h, w, G]` maps -> `[N, hidden]` GRU inputs (1x1 conv, BN, tanh, flatten, Dense,
+    BN, tanh)."""
+    n, _, _, g = feature_map.shape
     x = layers.conv(self.channels, 1, dtype=self.dtype, name='conv',
-                    kernel_init=layers.uniform_init(g ** -0.5))(x)
+                    kernel_init=layers.uniform_init(g ** -0.5))(feature_map.astype(self.dtype))
     x = jnp.tanh(layers.batch_norm(train, dtype=self.dtype, name='conv_bn')(x))
-    x = jnp.transpose(x, (0, 3, 1, 2)).reshape(b * t, -1).astype(wide(self.dtype))
+    x = jnp.transpose(x, (0, 3, 1, 2)).reshape(n, -1).astype(wide(self.dtype))
     x = torch_dense(self.hidden, x.shape[-1], 'fc')(x)
-    x = jnp.tanh(layers.batch_norm(train, dtype=wide(self.dtype), name='fc_bn')(x))
-    hidden = GRU(self.hidden, name='gru')(x.reshape(b, t, self.hidden))
-    return jax.nn.sigmoid(torch_dense(2, self.hidden, 'corner')(hidden))
+    return jnp.tanh(layers.batch_norm(train, dtype=wide(self.dtype), name='fc_bn')(x))
+
+  def locate(self, hidden: jax.Array) -> jax.Array:
+    """`[..., hidden]` GRU states -> `[..., 2]` corners in (0, 1)^2."""
+    return jax.nn.sigmoid(self.corner(hidden))
+
+
+class StepEmbedding(nn.Module):
+  """`[N, F]` -> `[N, D]`: Dense + BN + ReLU, each step's input to the running max. It shares
+  its parent's scope, so its layers are the classifier's `fc` and `fc_bn`."""
+  hidden: int
+  dtype: Any = jnp.float32  # computed in wide(dtype)
+
+  @nn.compact
+  def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
+    z = torch_dense(self.hidden, features.shape[-1], 'fc')(features.astype(wide(self.dtype)))
+    return nn.relu(layers.batch_norm(train, dtype=wide(self.dtype), name='fc_bn')(z))
 
 
 class StepClassifier(nn.Module):
   """`[B, T, F]` per-step features -> `[B, T, C]` logits of every step's head.
 
   Dense(F -> D) + BN + ReLU per step, a running max over steps (step k sees steps 0..k), and
-  one head per step (dropout + Dense C): the authors' `PoolingClassifier`.
+  one head per step (dropout + Dense C): the authors' `PoolingClassifier`. Per step (the exit
+  program): `embed` each step's features, the running max, `head_at` the step.
   """
   num_classes: int
   hidden: int = 4096
   dropout_rate: float = 0.2
   dtype: Any = jnp.float32  # computed in wide(dtype)
 
-  @nn.compact
+  def setup(self):
+    self.embedding = StepEmbedding(self.hidden, self.dtype)
+    nn.share_scope(self, self.embedding)
+
+  @nn.compact  # one head per step: T comes with the input
   def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
     b, t, f = features.shape
-    z = torch_dense(self.hidden, f, 'fc')(features.reshape(b * t, f).astype(wide(self.dtype)))
-    z = nn.relu(layers.batch_norm(train, dtype=wide(self.dtype), name='fc_bn')(z))
+    z = self.embed(features.reshape(b * t, f), train)
     pooled = jax.lax.cummax(z.reshape(b, t, self.hidden), axis=1)
     dropout = nn.Dropout(self.dropout_rate)
     logits = [torch_dense(self.num_classes, self.hidden, f'head_{k}')(
         dropout(pooled[:, k], deterministic=not train)) for k in range(t)]
     return jnp.stack(logits, axis=1)
+
+  def embed(self, features: jax.Array, train: bool = False) -> jax.Array:
+    """`[N, F]` one step's features -> `[N, D]` (ReLU: >= 0), the running max's input."""
+    return self.embedding(features, train)
+
+  def head_at(self, pooled: jax.Array, step: jax.Array, num_steps: int) -> jax.Array:
+    """`[N, D]` running max after step `step` (a traced int) -> `[N, C]` head `step`'s logits
+    (evaluation: no dropout). The `num_steps` heads' kernels stacked, indexed on the device."""
+    heads = [self.variables['params'][f'head_{k}'] for k in range(num_steps)]
+    kernel = jnp.stack([h['kernel'] for h in heads])[step]
+    bias = jnp.stack([h['bias'] for h in heads])[step]
+    return pooled.astype(wide(self.dtype)) @ kernel + bias
 
 
 class AdaFocusV2(nn.Module):
@@ -281,13 +337,35 @@ class AdaFocusV2(nn.Module):
     """`[B, T, H, W, 3]` -> feature_map `[B, T, h, w, G]`, global_features `[B, T, F_G]`,
     global_logits `[B, T, C]`."""
     b, t = frames.shape[:2]
-    x = frames.reshape(b * t, *frames.shape[2:])
-    x = crop.resize_align_corners(x, self.global_resolution)
-    feature_map = self.per_call(lambda m, x: m.backbone_0(x, train), x, train)
-    pooled = jnp.mean(feature_map.astype(wide(self.dtype)), axis=(1, 2))
+    feature_map, pooled = self.glance_rows(frames.reshape(b * t, *frames.shape[2:]), train)
     return dict(feature_map=feature_map.reshape(b, t, *feature_map.shape[1:]),
                 global_features=pooled.reshape(b, t, -1),
                 global_logits=self.backbone_0.logits(pooled, train).reshape(b, t, -1))
+
+  def glance_rows(self, frames: jax.Array, train: bool = False
+                  ) -> tuple[jax.Array, jax.Array]:
+    """`[N, H, W, 3]` frames -> the global CNN's map `[N, h, w, G]` and its average
+    `[N, F_G]` (`glance` without the auxiliary head; the exit program's glance)."""
+    x = crop.resize_align_corners(frames, self.global_resolution)
+    feature_map = self.per_call(lambda m, x: m.backbone_0(x, train), x, train)
+    return feature_map, jnp.mean(feature_map.astype(wide(self.dtype)), axis=(1, 2))
+
+  def focus_rows(self, frames: jax.Array, corners: jax.Array, size: int, train: bool = False
+                 ) -> jax.Array:
+    """`[N, H, W, 3]` frames, `[N, 2]` corners -> `[N, F_L]` the local CNN's features of the
+    `size` x `size` patches there."""
+    patches = crop.crop_patches(frames, corners, size, self.crop_sampling)
+    return self.per_call(lambda m, x: m.backbone_1(x, train), patches.astype(self.dtype), train)
+
+  def whole_frame_logits(self, frames: jax.Array, train: bool = False) -> jax.Array:
+    """`[N, H, W, 3]` -> `[N, C]` the local head on whole frames (modes 'uniform', 'warmup')."""
+    f = self.per_call(lambda m, x: m.backbone_1(x, train), frames.astype(self.dtype), train)
+    return self.backbone_1.logits(f, train)
+
+  def draw_random_corners(self, batch: int, steps: int) -> jax.Array:
+    """`[B, T, 2]` uniform corners on [0, 1)^2 from the 'gumbel' rng stream: the random-patch
+    pass's (an `apply` of this method alone draws the same ones as the forward's)."""
+    return jax.random.uniform(self.make_rng('gumbel'), (batch, steps, 2))
 
   def focus(self, frames: jax.Array, corners: jax.Array, global_features: jax.Array,
             train: bool = False) -> dict:
@@ -302,10 +380,8 @@ class AdaFocusV2(nn.Module):
     for size in distinct_patch_sizes(sizes):  # one local CNN call per patch side
       group = [k for k in range(t) if sizes[k] == size]
       n = len(group)
-      patches = crop.crop_patches(pick(frames, group).reshape(b * n, *frames.shape[2:]),
-                                  pick(corners, group).reshape(b * n, 2), size,
-                                  self.crop_sampling)
-      f = self.per_call(lambda m, x: m.backbone_1(x, train), patches.astype(self.dtype), train)
+      f = self.focus_rows(pick(frames, group).reshape(b * n, *frames.shape[2:]),
+                          pick(corners, group).reshape(b * n, 2), size, train)
       features.append(f.reshape(b, n, -1))
       logits.append(self.backbone_1.logits(f, train).reshape(b, n, -1))
       steps += group
@@ -343,7 +419,7 @@ class AdaFocusV2(nn.Module):
     glance = self.glance(frames, train)
     if train or self.mode == 'random':
       if random_corners is None:
-        random_corners = jax.random.uniform(self.make_rng('gumbel'), (b, t, 2))
+        random_corners = self.draw_random_corners(b, t)
     if self.mode == 'random':
       policy_corners = random_corners
     else:
@@ -371,9 +447,7 @@ class AdaFocusV2(nn.Module):
   def whole_frames(self, video: jax.Array, train: bool = False) -> dict:
     """Modes 'uniform' and 'warmup': the CNNs on every whole frame, in temporal order."""
     b, t, h, w = video.shape[:4]
-    f = self.per_call(lambda m, x: m.backbone_1(x, train),
-                      video.reshape(b * t, h, w, 3).astype(self.dtype), train)
-    local_logits = self.backbone_1.logits(f, train).reshape(b, t, -1)
+    local_logits = self.whole_frame_logits(video.reshape(b * t, h, w, 3), train).reshape(b, t, -1)
     out = dict(logits=local_logits.mean(1), local_logits=local_logits,
                actions=jnp.ones((b, t, 1)), decided=jnp.ones((b, t), bool),
                patch_boxes=jnp.broadcast_to(jnp.asarray([0., 0., h, w]), (b, t, 4)))

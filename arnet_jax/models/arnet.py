@@ -178,31 +178,68 @@ class ARNet(nn.Module):
     `[B, T, A]`, and lite_logits `[B, T, C]` where the policy's own head is an action.
     """
     b, t = video.shape[:2]
-    space = self.action_space
-    a, r = space.num_actions, space.num_resolution_actions
-    every_action = jnp.zeros((b, t, a)).at[..., :r].set(1.0)
     if not self.uses_policy:  # every frame takes every resolution action
-      return dict(actions=every_action, decided=jnp.ones((b, t), bool),
-                  action_logits=jnp.zeros((b, t, a)))
-    if self.policy_mode == 'all':
-      sampling = 'argmax'
-      if forced is None:  # no skip is taken: the LSTM reads every frame, as the lite head does
-        forced = jnp.zeros((b, t), jnp.int32)
-    elif self.policy_mode == 'random':
-      sampling = 'uniform'
-    else:
-      sampling = 'gumbel' if train else 'argmax'
+      return self._every_action(b, t)
+    sampling, forced = self._sampling(train, forced, (b, t))
     if sampling == 'argmax' or forced is not None:
       noise = None
     elif noise is None:
-      noise = policy_lib.gumbel_noise(self.make_rng('gumbel'), (b, t, a))
+      noise = self.decision_noise(b, t)
     if features is None:
       features = self.policy.embed(self.policy_frames(video), train)
     trace = self.policy.decide(features, sampling=sampling, noise=noise, tau=tau, forced=forced)
+    return self._decisions(trace)
+
+  def decision_noise(self, batch: int, steps: int) -> jax.Array:
+    """`[B, T, A]` the Gumbel noise `decide` draws from the 'gumbel' rng stream (its first
+    draw in this module's scope, as in the forward pass)."""
+    return policy_lib.gumbel_noise(self.make_rng('gumbel'),
+                                   (batch, steps, self.action_space.num_actions))
+
+  def decide_steps(self, features: jax.Array | None, carry: policy_lib.PolicyCarry | None,
+                   active: jax.Array, noise: jax.Array | None = None
+                   ) -> tuple[policy_lib.PolicyCarry | None, dict]:
+    """Evaluation decisions for the next g steps, from the policy's carry before them.
+
+    features `[B, g, F]` (`embed_policy` of the steps' policy frames; None without a policy),
+    carry (`policy_lib.initial_carry` before the first step; None without a policy), active
+    `[B, g]` bool (inactive steps keep the carry; their decisions are the caller's to discard),
+    noise `[B, g, A]` (the Random baseline's: the steps' part of `decision_noise`).
+    Returns (the carry after the steps, decisions as `decide`'s for the g steps); run over all
+    T steps in one group it gives `decide`'s decisions (train=False).
+    """
+    b, g = active.shape
+    if not self.uses_policy:
+      return carry, self._every_action(b, g)
+    sampling, forced = self._sampling(False, None, (b, g))
+    if sampling == 'argmax' or forced is not None:
+      noise = None
+    elif noise is None:
+      raise ValueError(f'policy_mode={self.policy_mode!r} draws its actions: pass the noise.')
+    carry, trace = self.policy.decide_steps(features, carry, sampling=sampling, noise=noise,
+                                            forced=forced, active=active)
+    return carry, self._decisions(trace)
+
+  def _every_action(self, b: int, t: int) -> dict:
+    a, r = self.action_space.num_actions, self.action_space.num_resolution_actions
+    return dict(actions=jnp.zeros((b, t, a)).at[..., :r].set(1.0),
+                decided=jnp.ones((b, t), bool), action_logits=jnp.zeros((b, t, a)))
+
+  def _sampling(self, train: bool, forced: jax.Array | None, shape: tuple[int, int]):
+    """-> (the policy's sampling mode, the forced actions) in this policy mode."""
+    if self.policy_mode == 'all':
+      if forced is None:  # no skip is taken: the LSTM reads every frame, as the lite head does
+        forced = jnp.zeros(shape, jnp.int32)
+      return 'argmax', forced
+    if self.policy_mode == 'random':
+      return 'uniform', forced
+    return ('gumbel' if train else 'argmax'), forced
+
+  def _decisions(self, trace: policy_lib.PolicyTrace) -> dict:
     decisions = dict(actions=trace.actions, decided=trace.decided, action_logits=trace.logits)
     if self.policy_mode == 'all':  # skip actions, if any, are never taken
-      decisions.update(actions=every_action, decided=jnp.ones((b, t), bool))
-    if space.policy_action:
+      decisions.update(self._every_action(*trace.decided.shape), action_logits=trace.logits)
+    if self.action_space.policy_action:
       decisions['lite_logits'] = self.policy.lite_logits(trace.hidden)
     return decisions
 
@@ -226,8 +263,13 @@ class ARNet(nn.Module):
     """Backbone k on the frames `dispatcher` gives it, at its resolution; its logits written
     into column k of `resolution_logits` `[N, R, C]`."""
     frames = dispatcher.dispatch(einops.rearrange(video, 'b t h w c -> (b t) h w c'))
+    return dispatcher.combine(self.classify_frames(k, frames, train), resolution_logits, k)
+
+  def classify_frames(self, k: int, frames: jax.Array, train: bool = False) -> jax.Array:
+    """Backbone k's logits `[N, C]` of frames `[N, H, W, 3]` (top resolution), resized to its
+    resolution."""
     x = resize(frames, self.action_space.resolutions[k], self.resize_method)
-    return dispatcher.combine(self.backbone[k](x, train), resolution_logits, k)
+    return self.backbone[k](x, train)
 
   def combine(self, resolution_logits: jax.Array, decisions: dict,
               valid: jax.Array | None = None) -> dict:

@@ -3,7 +3,8 @@
 Shape letters: B videos, T frames, F policy CNN features, H LSTM hidden size, A actions
 (resolution actions first, then skips), C classes.
 
-The decision process is a pure function, `scan_policy`, a `lax.scan` over the T frames:
+The decision process is a pure function, `scan_policy`, a `lax.scan` over the T frames
+(`step_policy`: the same over the next frames from a given `PolicyCarry`, for conditional exit):
 - at a *decision* step the LSTM consumes the frame's features and the action is chosen from the
   action logits (Gumbel-Softmax sample in training, argmax at evaluation, uniform for the Random
   baseline, or forced by the caller);
@@ -71,6 +72,24 @@ class PolicyTrace(NamedTuple):
   cell: jax.Array
 
 
+class PolicyCarry(NamedTuple):
+  """The decision process's state between steps.
+
+  cell, hidden: [B, H] LSTM c and h; remaining: [B] int32 covered steps still to come (a skip's);
+  action: [B, A] the one-hot in effect (what a covered step repeats).
+  """
+  cell: jax.Array
+  hidden: jax.Array
+  remaining: jax.Array
+  action: jax.Array
+
+
+def initial_carry(batch: int, hidden_size: int, num_actions: int) -> PolicyCarry:
+  """The state before the first frame: zero LSTM state, no skip pending, no action."""
+  return PolicyCarry(jnp.zeros((batch, hidden_size)), jnp.zeros((batch, hidden_size)),
+                     jnp.zeros((batch,), jnp.int32), jnp.zeros((batch, num_actions)))
+
+
 def scan_policy(input_gates: jax.Array, hh_kernel: jax.Array, head_kernel: jax.Array,
                 head_bias: jax.Array, skip_lengths: Sequence[int], *, sampling: str,
                 noise: jax.Array | None = None, tau: float | jax.Array = 1.0,
@@ -87,10 +106,28 @@ def scan_policy(input_gates: jax.Array, hh_kernel: jax.Array, head_kernel: jax.A
     tau: Gumbel-Softmax temperature.
     forced: optional `[B, T]` int actions used instead of the policy's at decision steps.
   """
+  b = input_gates.shape[0]
+  init = initial_carry(b, hh_kernel.shape[0], head_kernel.shape[1])
+  return step_policy(init, input_gates, hh_kernel, head_kernel, head_bias, skip_lengths,
+                     sampling=sampling, noise=noise, tau=tau, forced=forced)[1]
+
+
+def step_policy(carry: PolicyCarry, input_gates: jax.Array, hh_kernel: jax.Array,
+                head_kernel: jax.Array, head_bias: jax.Array, skip_lengths: Sequence[int], *,
+                sampling: str, noise: jax.Array | None = None, tau: float | jax.Array = 1.0,
+                forced: jax.Array | None = None, active: jax.Array | None = None
+                ) -> tuple[PolicyCarry, PolicyTrace]:
+  """`scan_policy` over the next g steps from `carry`: -> (the carry after them, their trace).
+
+  Steppable, so that a caller can run the decisions a group of frames at a time (conditional
+  exit): a skip chosen in one group still covers the next group's frames through `remaining`.
+  Arguments as `scan_policy`, with `[B, g, ...]` inputs, and `active` (`[B, g]` bool, default
+  all True): at an inactive step (a stopped video, a group's padding) the carry stays as it was;
+  the trace there repeats the carry's state and is the caller's to discard.
+  """
   if sampling not in SAMPLING_MODES:
     raise ValueError(f'sampling must be one of {SAMPLING_MODES}, got {sampling!r}')
   b, t, _ = input_gates.shape
-  hidden_size = hh_kernel.shape[0]
   num_actions = head_kernel.shape[1]
   if len(skip_lengths) != num_actions:
     raise ValueError(f'skip_lengths has {len(skip_lengths)} entries for {num_actions} actions')
@@ -100,11 +137,12 @@ def scan_policy(input_gates: jax.Array, hh_kernel: jax.Array, head_kernel: jax.A
   zeros = jnp.zeros((b, t, num_actions), jnp.float32)
   xs = (jnp.swapaxes(input_gates, 0, 1),
         jnp.swapaxes(noise if noise is not None else zeros, 0, 1),
-        jnp.swapaxes(forced if forced is not None else jnp.zeros((b, t), jnp.int32), 0, 1))
+        jnp.swapaxes(forced if forced is not None else jnp.zeros((b, t), jnp.int32), 0, 1),
+        *(() if active is None else (jnp.swapaxes(active, 0, 1),)))
 
   def step(carry, x):
     c, h, remaining, prev_action = carry
-    gates, g, forced_t = x
+    gates, g, forced_t = x[:3]
     c_new, h_new = lstm_step((c, h), gates, hh_kernel)
     logits = h_new @ head_kernel + head_bias
     if sampling == 'uniform':
@@ -117,16 +155,20 @@ def scan_policy(input_gates: jax.Array, hh_kernel: jax.Array, head_kernel: jax.A
       action = gumbel_softmax_st(logits, g, tau)
     covered = remaining > 0
     keep = covered[:, None]
+    if active is not None:  # an inactive step keeps the whole carry
+      active_t = x[3]
+      keep = keep | ~active_t[:, None]
     c_out, h_out = jnp.where(keep, c, c_new), jnp.where(keep, h, h_new)
     action = jnp.where(keep, prev_action, action)
     chosen = jnp.argmax(jax.lax.stop_gradient(action), axis=-1)
-    remaining = jnp.maximum(jnp.where(covered, remaining, skip_len[chosen]) - 1, 0)
-    return (c_out, h_out, remaining, action), (action, ~covered, logits, h_out, c_out)
+    remaining_out = jnp.maximum(jnp.where(covered, remaining, skip_len[chosen]) - 1, 0)
+    if active is not None:
+      remaining_out = jnp.where(active_t, remaining_out, remaining)
+    return (PolicyCarry(c_out, h_out, remaining_out, action),
+            (action, ~covered, logits, h_out, c_out))
 
-  init = (jnp.zeros((b, hidden_size)), jnp.zeros((b, hidden_size)), jnp.zeros((b,), jnp.int32),
-          jnp.zeros((b, num_actions)))
-  _, ys = jax.lax.scan(step, init, xs, unroll=kernels.active().scan_unroll)
-  return PolicyTrace(*(jnp.swapaxes(y, 0, 1) for y in ys))
+  carry, ys = jax.lax.scan(step, PolicyCarry(*carry), xs, unroll=kernels.active().scan_unroll)
+  return carry, PolicyTrace(*(jnp.swapaxes(y, 0, 1) for y in ys))
 
 
 def lstm_uniform_init(hidden_size: int):
@@ -178,6 +220,14 @@ class PolicyNetwork(nn.Module):
     kernel, bias = self._action_head_params(features)
     return scan_policy(self.lstm_ih(features.astype(jnp.float32)), self.lstm_hh, kernel, bias,
                        self.skip_lengths, **kwargs)
+
+  def decide_steps(self, features: jax.Array, carry: PolicyCarry, **kwargs
+                   ) -> tuple[PolicyCarry, PolicyTrace]:
+    """`[B, g, F]` features of the next g steps and the carry before them -> (the carry after
+    them, their PolicyTrace); see `step_policy` (`active` among the keyword arguments)."""
+    kernel, bias = self._action_head_params(features)
+    return step_policy(carry, self.lstm_ih(features.astype(jnp.float32)), self.lstm_hh, kernel,
+                       bias, self.skip_lengths, **kwargs)
 
   def _action_head_params(self, features: jax.Array):
     if self.is_initializing():  # create the head's parameters with their usual names

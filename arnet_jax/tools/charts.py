@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -108,8 +108,35 @@ def paper_on_same_axes(points: Sequence[Point]) -> bool:
   return 0.1 <= ours / paper <= 10
 
 
+class Curve(NamedTuple):
+  """A method's conditional-exit curve: (GFLOPs per video, mAP in %) for each exit setting, and
+  the same model without exit (`end`), where the curve ends. A plain (label, points) works too."""
+  label: str
+  points: Sequence[tuple[float, float]]
+  end: tuple[float, float] | None = None
+
+
+def curve_end(curve: Curve) -> tuple[float, float] | None:
+  """The curve's end point, if it has a finite one."""
+  if curve.end is None or not np.isfinite(curve.end).all():
+    return None
+  return float(curve.end[0]), float(curve.end[1])
+
+
+def curve_points(curve: Curve) -> list[tuple[float, float]]:
+  """The curve's finite points by GFLOPs (then mAP), coincident ones merged, `curve_end` last
+  (even if an exit setting's rounding made it cost a hair more)."""
+  key = lambda p: (round(p[0], 9), round(p[1], 6))  # as `merge_coincident`
+  end = curve_end(curve)
+  merged = {}
+  for g, m in sorted((float(g), float(m)) for g, m in curve.points):
+    if np.isfinite([g, m]).all() and (end is None or key((g, m)) != key(end)):
+      merged.setdefault(key((g, m)), (g, m))
+  return list(merged.values()) + ([end] if end is not None else [])
+
+
 def plot_gflops_map(points: Sequence[Point], path: str, *, paper_points: bool = False,
-                    title: str = '') -> dict:
+                    title: str = '', curves: Sequence[Curve | tuple] = ()) -> dict:
   """Writes the GFLOPs-mAP scatter to `path`.
 
   Args:
@@ -118,19 +145,30 @@ def plot_gflops_map(points: Sequence[Point], path: str, *, paper_points: bool = 
     paper_points: also plot the paper's published ActivityNet points (`PAPER_POINTS`): on the
       same axes when the scales match, else in a second panel.
     title: what the runs are (e.g. the workdir); shown above the runs' panel.
+    curves: conditional-exit curves (`Curve`s, or (label, [(GFLOPs per video, mAP)])), each
+      drawn in the runs' panel as a line through its points by GFLOPs, with a legend entry and
+      a larger marker at its end (the model without exit).
 
   Returns:
     {'runs': [(label, gflops_per_video, mAP)] as plotted (coincident runs merged), 'paper':
-    [(label, family, gflops_per_video, mAP)] or [], 'size': (width, height) in pixels}.
+    [(label, family, gflops_per_video, mAP)] or [], 'curves': [(label, [(gflops_per_video,
+    mAP)])] as plotted (see `curve_points`), 'size': (width, height) in pixels}.
   """
   merged = merge_coincident(points)
-  shared = paper_points and paper_on_same_axes(merged)
+  curves = [Curve(*c) for c in curves]
+  plotted_curves = [(c.label, curve_points(c)) for c in curves]
+  ends = [curve_end(c) is not None for c in curves]
+  on_curves = [Point(label, g, m) for label, ps in plotted_curves for g, m in ps]
+  shared = paper_points and paper_on_same_axes(merged + on_curves)
   two_panels = paper_points and not shared
   size = (1500, 620) if two_panels else (900, 620)
   fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout='constrained')
   axes = fig.subplots(1, 2 if two_panels else 1, squeeze=False)[0]
   ax = axes[0]
-  labels = _scatter_runs(ax, merged, set_limits=not shared)
+  labels = _scatter_runs(ax, merged)
+  _draw_curves(ax, plotted_curves, ends, first_colour=len(merged))
+  if not shared:
+    _set_limits(ax, merged + on_curves)
   ax.set_title((title or 'Runs found') + ('\nwith the published ActivityNet-v1.3 results (paper '
                                           'Tables 1-2)' if shared else ''), fontsize=12)
   plotted_paper = []
@@ -152,10 +190,10 @@ def plot_gflops_map(points: Sequence[Point], path: str, *, paper_points: bool = 
   _declutter(fig, ax, labels)
   fig.savefig(path, dpi=DPI)
   return dict(runs=[(p.label, p.gflops_per_video, p.mAP) for p in merged],
-              paper=plotted_paper, size=size)
+              paper=plotted_paper, curves=plotted_curves, size=size)
 
 
-def _scatter_runs(ax, points: Sequence[Point], set_limits: bool = True) -> list:
+def _scatter_runs(ax, points: Sequence[Point]) -> list:
   colours = colormaps['tab10']
   labels = []
   for i, p in enumerate(points):
@@ -167,16 +205,36 @@ def _scatter_runs(ax, points: Sequence[Point], set_limits: bool = True) -> list:
         p.label, (p.gflops_per_video, p.mAP), xytext=(7, -4), textcoords='offset points',
         fontsize=10, weight='bold', color=colour, arrowprops=dict(
             arrowstyle='-', color=colour, lw=0.7, shrinkA=1, shrinkB=5, relpos=(0, 0.5))))
-  if points and set_limits:
-    xs = np.array([p.gflops_per_video for p in points])
-    ys = np.array([p.mAP for p in points])
-    # From zero, room on the right for the labels, and a y range of at least 10 points.
-    ax.set_xlim(min(0.0, xs.min()), max(1.45 * xs.max(), 1e-9))
-    mid, half = (ys.max() + ys.min()) / 2, max(5.0, 0.6 * (ys.max() - ys.min()))
-    ax.set_ylim(max(0.0, mid - half), min(100.0, mid + half) + 2)
-  elif not points:
-    ax.text(0.5, 0.5, 'no evaluated runs found', ha='center', transform=ax.transAxes)
   return labels
+
+
+def _draw_curves(ax, curves: Sequence[tuple[str, list[tuple[float, float]]]],
+                 ends: Sequence[bool], first_colour: int) -> None:
+  """Each curve a line with small markers; its end (no exit, when it has one) a larger ring,
+  open so that the run evaluating the same model, usually at that point, stays visible. Colours
+  continue the runs' so that no curve looks like one of the runs."""
+  colours = colormaps['tab10']
+  for i, ((label, points), has_end) in enumerate(zip(curves, ends)):
+    if not points:
+      continue
+    colour = colours((first_colour + i) % 10)
+    xs, ys = zip(*points)
+    ax.plot(xs, ys, '-o', color=colour, markersize=3.5, linewidth=1.4, label=label, zorder=2)
+    if has_end:
+      ax.scatter(xs[-1:], ys[-1:], s=160, facecolors='none', edgecolors=[colour],
+                 linewidth=1.8, zorder=4)
+
+
+def _set_limits(ax, points: Sequence[Point]) -> None:
+  """From zero, room on the right for the labels, and a y range of at least 10 points."""
+  if not points:
+    ax.text(0.5, 0.5, 'no evaluated runs found', ha='center', transform=ax.transAxes)
+    return
+  xs = np.array([p.gflops_per_video for p in points])
+  ys = np.array([p.mAP for p in points])
+  ax.set_xlim(min(0.0, xs.min()), max(1.45 * xs.max(), 1e-9))
+  mid, half = (ys.max() + ys.min()) / 2, max(5.0, 0.6 * (ys.max() - ys.min()))
+  ax.set_ylim(max(0.0, mid - half), min(100.0, mid + half) + 2)
 
 
 def _declutter(fig, ax, labels: list) -> None:

@@ -4,9 +4,11 @@
       [--num_videos=6] [--run=LABEL] [--out=DIR] [--config=configs/x.py] [--data_dir=DIR]
 
 Finds every evaluation under the workdirs (each `eval/metrics.json`, a recipe's `results.json`
-rows) and writes into `<first workdir>/report/` (or --out):
+rows) and every conditional-exit curve (`exit/curve.json`, of `config.mode=exit`) and writes into
+`<first workdir>/report/` (or --out):
 
-  gflops_map.png      every run's GFLOPs per video against its mAP (the paper's Figure 3); with
+  gflops_map.png      every run's GFLOPs per video against its mAP (the paper's Figure 3), each
+                      exit curve as a line ending at its model without exit; with
                       --paper_points, also the paper's published ActivityNet points
   action_usage.png    the share of frames taking each action, per run, and per true class for
                       one run
@@ -89,17 +91,14 @@ def collect_runs(workdirs: Sequence[str]) -> list[Run]:
   """
   runs = []
   for workdir in workdirs:
-    prefix = f'{os.path.basename(os.path.normpath(workdir))}: ' if len(workdirs) > 1 else ''
+    prefix = _prefix(workdir, workdirs)
     found = []
-    for root, dirs, files in os.walk(workdir):
-      dirs[:] = sorted(d for d in dirs if d not in ('report', 'checkpoints', 'best',
-                                                     'tensorboard'))
-      if os.path.basename(root) == 'eval' and 'metrics.json' in files:
-        with open(os.path.join(root, 'metrics.json')) as f:
-          metrics = json.load(f)
-        rel = os.path.relpath(os.path.dirname(root), workdir)
-        label = os.path.basename(os.path.abspath(workdir)) if rel == '.' else rel
-        found.append(Run(label, root, metrics))
+    for root in _walk(workdir, 'eval', 'metrics.json'):
+      with open(os.path.join(root, 'metrics.json')) as f:
+        metrics = json.load(f)
+      rel = os.path.relpath(os.path.dirname(root), workdir)
+      label = os.path.basename(os.path.abspath(workdir)) if rel == '.' else rel
+      found.append(Run(label, root, metrics))
     rows = {}
     if os.path.exists(os.path.join(workdir, 'results.json')):
       with open(os.path.join(workdir, 'results.json')) as f:
@@ -114,6 +113,57 @@ def collect_runs(workdirs: Sequence[str]) -> list[Run]:
     found.sort(key=lambda r: order.get(r.label, len(order)))  # stable: the rest keep walk order
     runs += [dataclasses.replace(r, label=prefix + r.label) for r in found]
   return runs
+
+
+def _prefix(workdir: str, workdirs: Sequence[str]) -> str:
+  """What a label starts with: the workdir's name when there are several."""
+  return f'{os.path.basename(os.path.normpath(workdir))}: ' if len(workdirs) > 1 else ''
+
+
+def _walk(workdir: str, folder: str, file: str) -> list[str]:
+  """Every folder named `folder` holding `file` under `workdir`, in sorted walk order; the
+  report's own output and the checkpoints are not searched."""
+  found = []
+  for root, dirs, files in os.walk(workdir):
+    dirs[:] = sorted(d for d in dirs if d not in ('report', 'checkpoints', 'best',
+                                                   'tensorboard'))
+    if os.path.basename(root) == folder and file in files:
+      found.append(root)
+  return found
+
+
+def collect_exit_curves(workdirs: Sequence[str]) -> list[charts.Curve]:
+  """Every conditional-exit curve (`exit/curve.json` of `config.mode=exit`) under `workdirs`.
+
+  Labelled '<variant> with exit', followed by its folder relative to the workdir unless it is
+  the workdir itself ('arnet with exit (finetune)'); with several workdirs, labels start with
+  the workdir's name. A file that cannot be read as a curve is left out with a logged warning.
+  """
+  curves = []
+  for workdir in workdirs:
+    for root in _walk(workdir, 'exit', 'curve.json'):
+      path = os.path.join(root, 'curve.json')
+      try:
+        with open(path) as f:
+          curve = exit_curve(json.load(f))
+      except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        logging.warning('%s is not a curve of config.mode=exit (%s: %s); it is left out of '
+                        'gflops_map.png.', path, type(e).__name__, e)
+        continue
+      rel = os.path.relpath(os.path.dirname(root), workdir)
+      label = curve.label + ('' if rel == '.' else f' ({rel})')
+      curves.append(curve._replace(label=_prefix(workdir, workdirs) + label))
+  return curves
+
+
+def exit_curve(saved: dict) -> charts.Curve:
+  """curve.json's content -> its (GFLOPs per video, mAP) points and no-exit end point, labelled
+  by its variant; KeyError, TypeError or ValueError when it is not such a file."""
+  point = lambda d: (float(d['gflops_per_video']), float(d['mAP']))
+  if not isinstance(saved['variant'], str) or not isinstance(saved['curve'], list):
+    raise TypeError('variant must be a string and curve a list')
+  return charts.Curve(f'{saved["variant"]} with exit', [point(c) for c in saved['curve']],
+                      point(saved['no_exit']))
 
 
 def merge_same_results(runs: Sequence[Run]) -> list[tuple[str, dict]]:
@@ -246,15 +296,16 @@ def write_report(workdirs: str | Sequence[str], config: ml_collections.ConfigDic
                  run: str | None = None, data_dir: str | None = None) -> dict:
   """Writes the report PNGs of the runs under `workdirs`; returns {figure: what it plotted}.
 
-  Figures needing what is missing (predictions.npz, a config, the dataset) are left out with a
-  logged reason; the others are still written.
+  Figures needing what is missing (predictions.npz, a config, the dataset; an evaluation, when
+  there are only exit curves) are left out with a logged reason; the others are still written.
   """
   workdirs = [workdirs] if isinstance(workdirs, str) else list(workdirs)
   out = out or os.path.join(workdirs[0], 'report')
   os.makedirs(out, exist_ok=True)
-  runs = collect_runs(workdirs)
-  if not runs:
-    raise errors.PathNotFoundError(f'No eval/metrics.json or results.json under {workdirs}.')
+  runs, curves = collect_runs(workdirs), collect_exit_curves(workdirs)
+  if not runs and not curves:
+    raise errors.PathNotFoundError(f'No eval/metrics.json, results.json or exit/curve.json '
+                                   f'under {workdirs}.')
   chosen = choose_run(runs, run)
   cfg = None
   if chosen is not None:
@@ -268,8 +319,13 @@ def write_report(workdirs: str | Sequence[str], config: ml_collections.ConfigDic
             for label, m in merge_same_results(runs) if 'gflops_per_video' in m and 'mAP' in m]
   written['gflops_map'] = charts.plot_gflops_map(
       points, os.path.join(out, 'gflops_map.png'), paper_points=paper_points,
-      title=f'Runs in {title}')
-  written['action_usage'] = usage_figure(runs, chosen, cfg, os.path.join(out, 'action_usage.png'))
+      title=f'Runs in {title}', curves=curves)
+  if runs:
+    written['action_usage'] = usage_figure(runs, chosen, cfg,
+                                           os.path.join(out, 'action_usage.png'))
+  else:  # only exit curves: no action usage to show
+    logging.warning('No eval/metrics.json or results.json under %s: action_usage.png needs '
+                    'an evaluation.', workdirs)
   if chosen is None or not chosen.predictions_path:
     logging.warning('No predictions.npz %s: policy_strips.png needs one, written by an '
                     'evaluation (config.mode=eval) or a recipe.',
