@@ -23,8 +23,9 @@ those steps (`step_gflops`).
 `config.mode=exit` (`fit_and_evaluate`) fits and evaluates a checkpoint: WORKDIR/exit/ gets
 curve.json (the sweep on the evaluation split, simulated from one full forward), table.md (for
 each budget of `exit.budget_fractions`: q, mAP, GFLOPs and the measured time per video of the
-real exit program against the same program without exit), and the thresholds go next to the
-checkpoint (`thresholds_path`), where `config.mode=eval` with `eval.budget_gflops` reads them.
+real exit program against the same method without exit) and, with `eval.report`, the report
+(the curve in gflops_map.png); the thresholds go next to the checkpoint (`thresholds_path`),
+where `config.mode=eval` with `eval.budget_gflops` reads them.
 The real exit program (`arnet_jax.models.exits`) stops computing a video after it exits.
 """
 from __future__ import annotations
@@ -255,8 +256,9 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 config.exit.q_grid)
   _, step = ckpt_lib.resolve(checkpoint)
   path = thresholds_path(config, checkpoint)
-  save_thresholds(path, config, step, curve)
-  logging.info('Exit thresholds for %d values of q written to %s.', len(curve), path)
+  if jax.process_index() == 0:
+    save_thresholds(path, config, step, curve)
+    logging.info('Exit thresholds for %d values of q written to %s.', len(curve), path)
 
   logging.info('Exit: the full forward on the evaluation split.')
   full = evaluator.run(variables)
@@ -283,6 +285,8 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(out, 'table.md'), 'w') as f:
       f.write(text + '\n')
     print(text)
+  from arnet_jax.tools import report  # pylint: disable=g-import-not-at-top (matplotlib)
+  report.maybe_write_report(workdir, config)  # the curve joins gflops_map.png
   return result
 
 

@@ -79,8 +79,8 @@ class Stage:
 class Exit:
   """A method's conditional exit (`arnet_jax.early_exit`).
 
-  running: (a full forward's output, model config) -> (`[B, T, C]` the running prediction after each step, in
-    the method's processing order; `[B, T]` bool, whether there is one yet).
+  running: (a full forward's output, model config) -> (`[B, T, C]` the running prediction
+    after each step, in the method's processing order; `[B, T]` bool, whether there is one).
   inference: (model, config) -> the exit program `fn(variables, video, thresholds [K], *,
     rng=None, valid=None) -> dict` (logits, exit_step `[B]`, actions and decided zero at the
     steps not run, rows per CNN), which computes nothing more for a video once it exits.
