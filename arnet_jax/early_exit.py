@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Sequence
 
 import jax
@@ -214,22 +213,15 @@ def running_at_points(method: registry.Method, config: ml_collections.ConfigDict
 
 
 def time_per_video(calls: dict, batches: Sequence[dict], repeats: int = 5) -> dict:
-  """Seconds per real video of each `calls[name](video, valid)` over `batches`: each called
-  once first (compilation), then `repeats` rounds in a shuffled order, the best round."""
-  def run(call):
-    start = time.perf_counter()
-    jax.block_until_ready([call(b['video'], b['mask'] > 0) for b in batches])
-    return time.perf_counter() - start
-  for call in calls.values():
-    run(call)
-  best = dict.fromkeys(calls, np.inf)
-  order = list(calls)
-  shuffle = np.random.default_rng(0).permutation
-  for _ in range(repeats):
-    for name in (order[i] for i in shuffle(len(order))):
-      best[name] = min(best[name], run(calls[name]))
+  """Seconds per real video of each `calls[name](video, valid)` over `batches`: each run once
+  first (compilation), then `repeats` rounds in a shuffled order (`bench.inference.time_calls`),
+  the best round."""
+  from arnet_jax.bench import inference as bench  # pylint: disable=g-import-not-at-top
+  modes = {name: lambda i, call=call: [call(b['video'], b['mask'] > 0) for b in batches]
+           for name, call in calls.items()}
+  times, _ = bench.time_calls(modes, 1, 1, repeats, 0)
   videos = sum(int(np.sum(np.asarray(b['mask']) > 0)) for b in batches)
-  return {name: t / max(videos, 1) for name, t in best.items()}
+  return {name: min(t) / max(videos, 1) for name, t in times.items()}
 
 
 def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -57,7 +57,7 @@ from absl import logging
 from arnet_jax import checkpoint as ckpt_lib
 from arnet_jax import (compilation, defaults, errors, flops, health, metrics, models, parallel,
                        registry)
-from arnet_jax.models import crop, kernels
+from arnet_jax.models import crop, exits, kernels
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm.tqdm:
@@ -92,7 +92,7 @@ class Evaluator:
   @property
   def no_exit_thresholds(self) -> jax.Array:
     """Thresholds no video reaches before the last exit point (the exit program, no exit)."""
-    return jnp.full_like(self.thresholds, jnp.inf).at[-1].set(-jnp.inf)
+    return exits.no_exit_thresholds(self.thresholds.shape[0])
 
   def predict(self, variables, video, index, mask) -> dict:
     # The same 'gumbel' key whatever the routing: the Random baseline draws the same actions.
@@ -101,17 +101,29 @@ class Evaluator:
     out = self.forward(variables, video, rng=rng, valid=mask > 0, **kwargs)
     return {**prediction(out), **(self.collect(out) if self.collect else {})}
 
-  def held_batches(self, count: int) -> list[dict]:
-    """The evaluation split's first `count` batches (pooled as `run` pools them), on the
-    devices: for timing the forward without the input pipeline."""
+  def batches(self, split: str | None = None, train_transforms: bool = False):
+    """(the host batches of `split` (default the evaluation split), pooled `eval.router_batch`
+    at a time as `run` calls them; the number of loader batches): every video once;
+    `train_transforms`: with training's augmentation, full batches only."""
     from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
     config = self.config
+    processes = jax.process_count()
     local_batch = parallel.local_batch_size(config.eval.batch_size, 'eval.batch_size')
     batches, num_examples = data_lib.create_split(
-        config.data, config.data.eval_split, batch_size=local_batch, train=False,
-        num_classes=config.model.num_classes)
-    steps = data_lib.eval_steps(num_examples, local_batch, jax.process_count())
-    held = itertools.islice(pooled(batches, config.eval.router_batch, steps), count)
+        config.data, split or config.data.eval_split, batch_size=local_batch,
+        train=train_transforms, num_classes=config.model.num_classes,
+        **(dict(num_epochs=1) if train_transforms else {}))
+    if train_transforms:  # full batches of every video once, shuffled
+      batches = (dict(b, mask=np.ones(len(b['label']), np.float32)) for b in batches)
+      steps = max(1, num_examples // (local_batch * processes))
+    else:
+      steps = data_lib.eval_steps(num_examples, local_batch, processes)
+    return pooled(batches, config.eval.router_batch, steps), steps
+
+  def held_batches(self, count: int) -> list[dict]:
+    """The evaluation split's first `count` (pooled) batches, on the devices: for timing the
+    forward without the input pipeline."""
+    held = itertools.islice(self.batches()[0], count)
     return [parallel.shard_batch(self.mesh, {k: b[k] for k in ('video', 'mask')}) for b in held]
 
   def run(self, variables: dict, *, step: int | None = None, writer=None,
@@ -123,19 +135,8 @@ class Evaluator:
     padding videos, so every call has one shape); call i + 1 is dispatched before the outputs of
     call i are read, so the host's work overlaps the device's.
     """
-    from arnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top (TensorFlow)
     config, mesh = self.config, self.mesh
-    processes = jax.process_count()
-    local_batch = parallel.local_batch_size(config.eval.batch_size, 'eval.batch_size')
-    eval_iter, num_examples = data_lib.create_split(
-        config.data, split or config.data.eval_split, batch_size=local_batch,
-        train=train_transforms, num_classes=config.model.num_classes,
-        **(dict(num_epochs=1) if train_transforms else {}))
-    if train_transforms:  # full batches of every video once, shuffled
-      eval_iter = (dict(b, mask=np.ones(len(b['label']), np.float32)) for b in eval_iter)
-      steps = max(1, num_examples // (local_batch * processes))
-    else:
-      steps = data_lib.eval_steps(num_examples, local_batch, processes)
+    batches, steps = self.batches(split, train_transforms)
     pool = config.eval.router_batch
     if self.router:
       self.router.stats.reset()
@@ -143,7 +144,7 @@ class Evaluator:
     collected, pending = [], None
     compiles = compilation.CompileCounter()
     bar = progress_bar(steps, 0, 'eval', jax.process_index() == 0)
-    for i, batch in enumerate(pooled(eval_iter, pool, steps)):
+    for i, batch in enumerate(batches):
       batch = parallel.shard_batch(mesh, batch)
       video = batch.pop('video')
       shapes.add((video.shape, video.dtype))

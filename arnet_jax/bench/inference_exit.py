@@ -76,7 +76,7 @@ def run_one(config, args, b: int) -> dict:
   fit = [confidence_and_cost(jax.random.normal(jax.random.key(args.seed + 1 + i), video.shape))
          for i in range(-(-args.exit_fit_videos // b))]
   fit_confidence = np.concatenate([c for c, _ in fit])
-  no_exit = jnp.full((k,), jnp.inf).at[-1].set(-jnp.inf)
+  no_exit = exits.no_exit_thresholds(k)
   modes = {'no_exit': lambda i: plain(variables, video, rng=rng, valid=valid)}
   if hasattr(model, 'frames_per_call'):  # the no-exit forward, tuned as in bench.inference
     for c in sorted({c for c in args.frames_per_call if 0 < c < b * t}):

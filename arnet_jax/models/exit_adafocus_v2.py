@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from arnet_jax.models import adafocus_v2 as adafocus
-from arnet_jax.models import buckets, exits
+from arnet_jax.models import exits
 
 EXIT_MODES = ('focus', 'random', 'uniform')
 
@@ -59,11 +59,7 @@ def exit_inference_fn(model: adafocus.AdaFocusV2, *, group: int, confidence: str
   """
   if model.mode not in EXIT_MODES:
     raise ValueError(f'the exit program runs modes {EXIT_MODES}, not {model.mode!r}')
-  if confidence not in exits.CONFIDENCES:
-    raise ValueError(f'confidence must be one of {exits.CONFIDENCES}, got {confidence!r}')
-  if plan not in buckets.DEVICE_PLANS:
-    raise ValueError(f'plan must be one of {buckets.DEVICE_PLANS}, got {plan!r}')
-  exits.num_exit_points(1, group)  # checks the group
+  exits.check_settings(group, confidence, plan)
 
   def program(variables, video, thresholds, rng, valid):
     fn.traces += 1
@@ -74,11 +70,7 @@ def exit_inference_fn(model: adafocus.AdaFocusV2, *, group: int, confidence: str
          rng: jax.Array | None = None, valid: jax.Array | None = None) -> dict:
     b, t = video.shape[:2]
     adafocus.step_patch_sizes(model.patch_sizes, t)  # a clear error for a bad length
-    k = exits.num_exit_points(t, group)
-    thresholds = jnp.asarray(thresholds, jnp.float32)
-    if thresholds.shape != (k,):
-      raise ValueError(f'thresholds must be [K] = [{k}] for T={t}, group={group}; got '
-                       f'{thresholds.shape}')
+    thresholds = exits.as_thresholds(thresholds, t, group)
     if model.mode == 'random':
       if rng is None:
         raise ValueError("mode 'random' draws its corners from rng: pass rng")

@@ -30,7 +30,7 @@ import einops
 import jax
 import jax.numpy as jnp
 
-from arnet_jax.models import buckets, exits
+from arnet_jax.models import exits
 from arnet_jax.models import policy as policy_lib
 from arnet_jax.models.arnet import ARNet, aggregate, resize
 from arnet_jax.models.routing import module_variables
@@ -45,22 +45,14 @@ class ExitProgram:
     if not isinstance(model, ARNet):
       raise TypeError(f'exit_arnet runs an ARNet; a {type(model).__name__} has no per-frame '
                       'policy to stop (evaluate it without conditional exit).')
-    exits.num_exit_points(1, group)  # checks the group
-    if confidence not in exits.CONFIDENCES:
-      raise ValueError(f'confidence must be one of {exits.CONFIDENCES}, got {confidence!r}')
-    if plan not in buckets.DEVICE_PLANS:
-      raise ValueError(f'plan must be one of {buckets.DEVICE_PLANS}, got {plan!r}')
+    exits.check_settings(group, confidence, plan)
     self.model, self.group, self.confidence, self.plan = model, group, confidence, plan
     self.traces = 0
     self._program = jax.jit(self._program_fn)
 
   def __call__(self, variables: dict, video: jax.Array, thresholds: jax.Array, *,
                rng: jax.Array | None = None, valid: jax.Array | None = None) -> dict:
-    k = exits.num_exit_points(video.shape[1], self.group)
-    thresholds = jnp.asarray(thresholds, jnp.float32)
-    if thresholds.shape != (k,):
-      raise ValueError(f'{video.shape[1]} frames in groups of {self.group} have {k} exit points; '
-                       f'got thresholds of shape {thresholds.shape}.')
+    thresholds = exits.as_thresholds(thresholds, video.shape[1], self.group)
     if valid is not None and jnp.shape(valid) != video.shape[:1]:
       raise ValueError(f'valid must be [B] = {video.shape[:1]} bools, got shape {jnp.shape(valid)}')
     if self.model.needs_rng and rng is None:

@@ -71,6 +71,30 @@ def on_rows(fn: Callable, rows: jax.Array, inputs, out, plan: str = 'binary'
   raise ValueError(f'plan must be one of {buckets.DEVICE_PLANS}, got {plan!r}')
 
 
+def check_settings(group: int, confidence: str, plan: str) -> None:
+  """An exit program's settings: a ValueError naming the bad one."""
+  num_exit_points(1, group)
+  if confidence not in CONFIDENCES:
+    raise ValueError(f'confidence must be one of {CONFIDENCES}, got {confidence!r}')
+  if plan not in buckets.DEVICE_PLANS:
+    raise ValueError(f'plan must be one of {buckets.DEVICE_PLANS}, got {plan!r}')
+
+
+def as_thresholds(thresholds, num_steps: int, group: int) -> jax.Array:
+  """`[K]` float32 thresholds for T = `num_steps` in groups of `group`; a ValueError otherwise."""
+  k = num_exit_points(num_steps, group)
+  thresholds = jnp.asarray(thresholds, jnp.float32)
+  if thresholds.shape != (k,):
+    raise ValueError(f'thresholds must be [K] = [{k}]: {num_steps} frames in groups of {group} '
+                     f'have {k} exit points; got shape {thresholds.shape}.')
+  return thresholds
+
+
+def no_exit_thresholds(num_points: int) -> jax.Array:
+  """`[K]` thresholds no video reaches before the last exit point: +inf, then -inf."""
+  return jnp.full((num_points,), jnp.inf, jnp.float32).at[-1].set(-jnp.inf)
+
+
 def group_bounds(j: jax.Array, group: int, num_steps: int) -> jax.Array:
   """The number of steps done after group j (0-based): min((j + 1) group, T)."""
   return jnp.minimum((j + 1) * group, num_steps).astype(jnp.int32)
