@@ -64,6 +64,12 @@ def get_config() -> ml_collections.ConfigDict:
   model.classifier_hidden = 4096
   model.frame_order = 'coarse_to_fine'  # coarse_to_fine (the authors') | natural
   model.crop_sampling = 'bilinear'  # the authors' | nearest_st (a slice, bilinear gradient)
+  # AdaFocus V1 (model.variant=adafocus_v1*, arnet_jax/models/adafocus_v1.py) reads the fields
+  # above too (one patch side, natural frame order) and these:
+  model.grid = 7                # the patch policy's actions: grid x grid corners in [0, 1]^2
+  model.policy_actions = 'grid'  # grid (the authors' main code) | gaussian (their Sth-Sth code)
+  model.policy_std = 0.25       # gaussian: the std of the corner's distribution
+  model.finetune_local = False  # stage 3 also trains the local CNN (the paper; their code: not)
 
   # --- Initialisation (ImageNet weights via `python -m arnet_jax.tools.import_torch`). ---------
   config.init = init = ml_collections.ConfigDict()
@@ -79,7 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
   train.grad_clip = 20.0        # global gradient norm (0: no clipping)
   train.head_lr_mult = 5.0      # Linear layers' weights (the original: 5x)
   train.head_bias_lr_mult = 10.0  # Linear layers' biases (the original: 10x)
-  train.lr_schedule = 'step'    # step | cosine | cosine_epoch (per epoch, the last at 0)
+  train.lr_schedule = 'step'    # step | cosine | cosine_epoch (per epoch, the last at 0) |
+                                # constant (a stage may set its own: stage_settings)
   train.warmup_epochs = 0.0     # linear learning-rate warm-up
   train.alpha = 0.1             # efficiency loss weight (eq. 12)
   train.beta = 0.3              # usage-uniformity loss weight (eq. 12)
@@ -94,6 +101,12 @@ def get_config() -> ml_collections.ConfigDict:
   train.global_lr_mult = 0.5    # the global CNN and its head
   train.local_lr_mult = 1.0     # the local CNN and its head
   train.classifier_lr_mult = 5.0
+  # AdaFocus V1's PPO (stage 2 and AdaFocus+'s skip stage, arnet_jax.ppo): the authors' values.
+  train.ppo_gamma = 0.7
+  train.ppo_clip = 0.2
+  train.ppo_value_weight = 0.5
+  train.ppo_entropy_weight = 0.01
+  train.skip_cost = 0.05        # AdaFocus+: the reward's price of processing a frame (p_y units)
   train.tau0 = 5.0              # Gumbel-Softmax temperature tau0 * exp(tau_decay * epoch)
   train.tau_decay = -0.045
   train.log_every_steps = 50
@@ -140,10 +153,14 @@ def get_config() -> ml_collections.ConfigDict:
   return config
 
 
-def stage_settings(lr: float = 0.01, num_epochs: float = 1, lr_steps: tuple = ()):
-  """One stage's group: learning rate, epochs, and the epochs where a 'step' schedule divides
-  the learning rate by 10."""
-  return ml_collections.ConfigDict(dict(lr=lr, num_epochs=num_epochs, lr_steps=tuple(lr_steps)))
+def stage_settings(lr: float = 0.01, num_epochs: float = 1, lr_steps: tuple = (),
+                   optimizer: str = 'sgd', lr_schedule: str = ''):
+  """One stage's group: learning rate, epochs, the epochs where a 'step' schedule divides the
+  learning rate by 10, the optimiser ('sgd': `config.train`'s SGD with momentum and weight
+  decay; 'adam': Adam, betas 0.9 / 0.999, no weight decay, as AdaFocus V1's PPO) and the
+  schedule ('': `train.lr_schedule`)."""
+  return ml_collections.ConfigDict(dict(lr=lr, num_epochs=num_epochs, lr_steps=tuple(lr_steps),
+                                        optimizer=optimizer, lr_schedule=lr_schedule))
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -176,6 +193,8 @@ def parse_arg(arg: str | None, **defaults_) -> ml_collections.ConfigDict:
   return result
 
 
+SCHEDULES = ('step', 'cosine', 'cosine_epoch', 'constant')
+OPTIMIZERS = ('sgd', 'adam')
 # Enum-like fields: (path, valid values). The method and stage come from the registry.
 CHOICES = (
     ('mode', ('train', 'eval', 'recipe', 'exit')),
@@ -183,7 +202,8 @@ CHOICES = (
     ('model.resize', ('nearest', 'bilinear')),
     ('model.no_frame_fallback', ('none', 'policy_head')),
     ('model.kernels', ('auto', 'cpu', 'xla')),
-    ('train.lr_schedule', ('step', 'cosine', 'cosine_epoch')),
+    ('model.policy_actions', ('grid', 'gaussian')),
+    ('train.lr_schedule', SCHEDULES),
     ('train.loss_form', ('paper', 'original')),
     ('eval.routing', ('sparse', 'masked')),
     ('eval.dispatch', ('auto', 'device', 'host')),
@@ -215,6 +235,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'{path} must be one of {tuple(valid)}, got {value!r}.')
   method = registry.of(config)
   method.stage(config.stage)  # names the method's stages when it has no such stage
+  if config.stage not in config:
+    raise ValueError(f'config.{config.stage} (the settings of stage {config.stage!r}) is '
+                     f'missing: give it, e.g. config.{config.stage} = '
+                     'defaults.stage_settings(lr=..., num_epochs=...).')
+  settings = config[config.stage]
+  if settings.get('optimizer', 'sgd') not in OPTIMIZERS:
+    raise ValueError(f'{config.stage}.optimizer must be one of {OPTIMIZERS}, got '
+                     f'{settings.optimizer!r}.')
+  if settings.get('lr_schedule', '') not in ('', *SCHEDULES):
+    raise ValueError(f"{config.stage}.lr_schedule must be '' (train.lr_schedule) or one of "
+                     f'{SCHEDULES}, got {settings.lr_schedule!r}.')
   method.validate(config.model)
   for path in ('eval.max_bucket', 'eval.policy_chunk', 'eval.frames_per_call'):
     if _get(config, path) < 0:

@@ -52,7 +52,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                        method.stage_names[-1]),):
     c = config.copy_and_resolve_references()
     with c.unlocked():
-      c.mode, c.model.variant, c.eval.report = 'eval', variant, False
+      c.mode, c.model.variant, c.stage, c.eval.report = 'eval', variant, stage, False
     rows[name] = evaluate.evaluate_checkpoint(
         c, os.path.join(workdir, 'baselines', variant),
         checkpoint=os.path.join(workdir, stage, 'best'))

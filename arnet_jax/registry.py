@@ -33,8 +33,8 @@ class LossContext:
   train: ml_collections.ConfigDict
 
 
-def _nothing_frozen(path: tuple[str, ...]) -> bool:
-  del path
+def _nothing_frozen(config: ml_collections.ConfigDict, path: tuple[str, ...]) -> bool:
+  del config, path
   return False
 
 
@@ -55,9 +55,9 @@ class Stage:
 
   name: `config.stage`; its settings (lr, num_epochs, lr_steps) are `config[name]`.
   loss: the stage's loss (see `LossFn`).
-  frozen: parameter path (tuple of names) -> whether the stage leaves it untouched.
-  module: the module the stage trains, from the method's model (e.g. AR-Net's warm-up trains
-    every resolution action on every frame).
+  frozen: (config, parameter path (tuple of names)) -> whether the stage leaves it untouched.
+  module: (the method's model, config) -> the module the stage trains (e.g. AR-Net's warm-up
+    trains every resolution action on every frame).
   apply_kwargs: (config, epoch) -> extra keyword arguments of the training forward (AR-Net: the
     Gumbel temperature, whether the policy's BatchNorm statistics update).
   starts_from: the stage whose best checkpoint the recipe starts this one from (None: the
@@ -68,8 +68,8 @@ class Stage:
   """
   name: str
   loss: LossFn
-  frozen: Callable[[tuple[str, ...]], bool] = _nothing_frozen
-  module: Callable[[Any], Any] = lambda model: model
+  frozen: Callable[[ml_collections.ConfigDict, tuple[str, ...]], bool] = _nothing_frozen
+  module: Callable[[Any, ml_collections.ConfigDict], Any] = lambda model, config: model
   apply_kwargs: Callable[[ml_collections.ConfigDict, Any], dict] = lambda config, epoch: {}
   starts_from: str | None = None
   param_group: Callable[[ml_collections.ConfigDict, tuple[str, ...]], ParamGroup] | None = None
@@ -172,7 +172,8 @@ def unregister(name: str) -> None:
 
 
 _builtin_loaded = False
-BUILTIN_MODULES = ('arnet_jax.methods.arnet', 'arnet_jax.methods.adafocus_v2')
+BUILTIN_MODULES = ('arnet_jax.methods.arnet', 'arnet_jax.methods.adafocus_v2',
+                   'arnet_jax.methods.adafocus_v1')
 
 
 def _builtin() -> None:

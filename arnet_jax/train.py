@@ -47,7 +47,7 @@ def stage(config: ml_collections.ConfigDict) -> registry.Stage:
 
 def stage_model(config: ml_collections.ConfigDict):
   """The module `config.stage` trains (from the method's model)."""
-  return stage(config).module(models.create_model(config.model))
+  return stage(config).module(models.create_model(config.model), config)
 
 
 def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
@@ -62,7 +62,7 @@ def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
   frozen = spec.frozen
 
   def label(path: tuple[str, ...]) -> str:
-    if frozen(path):
+    if frozen(config, path):
       return 'frozen'
     if spec.param_group is not None:
       return spec.param_group(config, path).label
@@ -77,27 +77,31 @@ def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
 
 
 def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-  """The stage's learning rate per step (`train.lr_schedule`): 'step' (x0.1 at each of
+  """The stage's learning rate per step (the stage's `lr_schedule`, else `train.lr_schedule`):
+  'constant', 'step' (x0.1 at each of
   `lr_steps` epochs), 'cosine' (per step, to 0 at the end), 'cosine_epoch' (AdaFocus's: constant
   within an epoch, lr/2 (1 + cos(pi e / (E - 1))) in epoch e of E, so the last epoch runs at 0);
   after `train.warmup_epochs` of linear warm-up."""
   settings, t = config[config.stage], config.train
   total = settings.num_epochs * steps_per_epoch
-  if t.lr_schedule == 'step':
+  kind = settings.get('lr_schedule') or t.lr_schedule
+  if kind == 'constant':
+    schedule = optax.constant_schedule(settings.lr)
+  elif kind == 'step':
     schedule = optax.piecewise_constant_schedule(
         settings.lr, {int(e * steps_per_epoch): 0.1 for e in settings.lr_steps
                       if e < settings.num_epochs})
-  elif t.lr_schedule == 'cosine':
+  elif kind == 'cosine':
     schedule = optax.cosine_decay_schedule(settings.lr, max(1, total))
-  elif t.lr_schedule == 'cosine_epoch':
+  elif kind == 'cosine_epoch':
     last = max(1, math.ceil(settings.num_epochs) - 1)
 
     def schedule(step):
       epoch = jnp.minimum(step // steps_per_epoch, last)
       return settings.lr * 0.5 * (1 + jnp.cos(jnp.pi * epoch / last))
   else:
-    raise ValueError(f"train.lr_schedule must be one of 'step', 'cosine', 'cosine_epoch'; got "
-                     f'{t.lr_schedule!r}')
+    raise ValueError(f"train.lr_schedule must be one of 'step', 'cosine', 'cosine_epoch', "
+                     f"'constant'; got {kind!r}")
   warmup = int(t.warmup_epochs * steps_per_epoch)
   if warmup:
     schedule = optax.join_schedules(
@@ -107,12 +111,16 @@ def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int) -> op
 
 def create_optimizer(config: ml_collections.ConfigDict, params: Any,
                      steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with momentum, torch-style weight decay, gradient clipping (`train.grad_clip`, 0: none),
-  per-group learning rates."""
+  """SGD with momentum and torch-style weight decay (or the stage's `optimizer='adam'`: Adam
+  without weight decay), gradient clipping (`train.grad_clip`, 0: none), per-group learning
+  rates."""
   t = config.train
   lr = learning_rate(config, steps_per_epoch)
+  adam = config[config.stage].get('optimizer', 'sgd') == 'adam'
 
   def sgd(mult: float, decay: bool) -> optax.GradientTransformation:
+    if adam:
+      return optax.adam(lambda step: lr(step) * mult, b1=0.9, b2=0.999, eps=1e-8)
     return optax.chain(
         optax.add_decayed_weights(t.weight_decay) if decay else optax.identity(),
         optax.sgd(lambda step: lr(step) * mult, momentum=t.momentum))

@@ -101,7 +101,7 @@ def test_a_stage_the_method_does_not_have_is_refused_naming_its_stages():
 
 @pytest.mark.parametrize('path,value,valid', [
     ('data.name', 'kinetics', "('activitynet', 'fcvid', 'mini_kinetics', 'custom', 'demo')"),
-    ('train.lr_schedule', 'linear', "('step', 'cosine', 'cosine_epoch')"),
+    ('train.lr_schedule', 'linear', "('step', 'cosine', 'cosine_epoch', 'constant')"),
     ('model.kernels', 'gpu', "('auto', 'cpu', 'xla')"),
     ('model.resize', 'cubic', "('nearest', 'bilinear')"),
 ])

@@ -8,6 +8,7 @@
       [--repeats=3] [--warmup=1] [--config=configs/x.py] [--json]
   python -m arnet_jax.bench.inference --eval_videos=400 --batch_size=8  # an evaluation's routing
   python -m arnet_jax.bench.inference --method=adafocus_v2  # AdaFocusV2 (bench.inference_adafocus)
+  python -m arnet_jax.bench.inference --method=adafocus_v1  # AdaFocus V1/+ (inference_adafocus_v1)
   python -m arnet_jax.bench.inference --method=exit  # conditional exit (bench.inference_exit)
 
 The paper's ResNet AR-Net (`arnet_jax.defaults`: ResNet-50/34/18 at 224/168/112, the MobileNetV2
@@ -406,13 +407,19 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--eval_videos', type=int, default=0,
                  help='instead of timing modes, route this many videos as an evaluation would')
   p.add_argument('--json', action='store_true', help='end with one JSON line')
-  p.add_argument('--method', choices=('arnet', 'adafocus_v2', 'exit'), default='arnet',
+  p.add_argument('--method', choices=('arnet', 'adafocus_v2', 'adafocus_v1', 'exit'),
+                 default='arnet',
                  help='adafocus_v2: AdaFocusV2 against Uniform ResNet-50 '
-                      '(bench.inference_adafocus); exit: the --config method with conditional '
-                      'exit against it without (bench.inference_exit)')
+                      '(bench.inference_adafocus); adafocus_v1: AdaFocus V1 and AdaFocus+ '
+                      'against Uniform ResNet-50 (bench.inference_adafocus_v1); exit: the '
+                      '--config method with conditional exit against it without '
+                      '(bench.inference_exit)')
   p.add_argument('--frames_per_call', type=comma_list(int), default=[8, 16, 32, 0],
                  help='adafocus_v2: frames (patches) per CNN call swept, for AdaFocusV2 and '
                       'Uniform alike (model.frames_per_call; 0 = all at once)')
+  p.add_argument('--skip_fractions', type=comma_list(float), default=[1.0, 0.5, 0.25],
+                 help='adafocus_v1: fractions of the frames AdaFocus+ is forced to process '
+                      '(evenly spaced from step 0), a comma list')
   p.add_argument('--exit_q', type=comma_list(float), default=[0.5, 1.0, 2.0],
                  help='exit: values of q of the exit rule (p_k ~ q^k), a comma list')
   p.add_argument('--exit_plan', type=comma_list(str), default=['auto'],
@@ -423,10 +430,14 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--exit_group', type=int, default=1,
                  help='exit: frames read between two exit checks (config.exit.group_frames)')
   args = p.parse_args(argv)
-  if args.method in ('adafocus_v2', 'exit'):
+  if args.method in ('adafocus_v2', 'adafocus_v1', 'exit'):
+    if args.method == 'adafocus_v1':
+      bad = [f for f in args.skip_fractions if not 0 < f <= 1]
+      if bad or not args.skip_fractions:
+        p.error(f'--skip_fractions takes fractions in (0, 1], got {args.skip_fractions}')
     import importlib  # pylint: disable=g-import-not-at-top
-    other = importlib.import_module('arnet_jax.bench.inference_'
-                                    + ('adafocus' if args.method == 'adafocus_v2' else 'exit'))
+    other = importlib.import_module('arnet_jax.bench.inference_' + {
+        'adafocus_v2': 'adafocus', 'adafocus_v1': 'adafocus_v1', 'exit': 'exit'}[args.method])
     result = other.run(args)
     other.print_report(result)
     if args.json:

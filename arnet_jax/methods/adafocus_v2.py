@@ -269,7 +269,7 @@ def _torch_layout(c: ml_collections.ConfigDict, keys):
 
 
 STAGES = (
-    registry.Stage('warmup', warmup_loss, module=lambda model: model.clone(mode='warmup'),
+    registry.Stage('warmup', warmup_loss, module=lambda model, config: model.clone(mode='warmup'),
                    param_group=param_group),
     registry.Stage(STAGE, adafocus_v2_loss, param_group=param_group, starts_from='warmup'),
 )

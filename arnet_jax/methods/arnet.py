@@ -163,9 +163,10 @@ def _ce_loss(out, labels, ctx):
   return losses.cross_entropy(out['logits'], labels), {}
 
 
-def _all_actions(model):
+def _all_actions(model, config):
   """Warm-up trains the Multi-Scale model: every resolution action on every frame, AR-Net's
   parameters, one loss per action."""
+  del config
   return model.clone(policy_mode='all') if isinstance(model, arnet_lib.ARNet) else model
 
 
@@ -175,7 +176,7 @@ def _temperature(config, epoch) -> dict:
 
 _WARMUP = registry.Stage(
     'warmup', _warmup_loss, module=_all_actions,
-    frozen=lambda path: path[:2] == ('policy', 'action_head'))  # no action is chosen
+    frozen=lambda config, path: path[:2] == ('policy', 'action_head'))  # no action is chosen
 
 
 def _stages(learned_policy: bool) -> tuple[registry.Stage, ...]:
@@ -185,7 +186,7 @@ def _stages(learned_policy: bool) -> tuple[registry.Stage, ...]:
   return (_WARMUP,
           registry.Stage('joint', _policy_loss, apply_kwargs=_temperature, starts_from='warmup'),
           registry.Stage('finetune', _policy_loss, starts_from='joint',
-                         frozen=lambda path: path[0] == 'policy',
+                         frozen=lambda config, path: path[0] == 'policy',
                          apply_kwargs=lambda config, epoch: dict(_temperature(config, epoch),
                                                                  policy_train=False)))
 

@@ -1,4 +1,5 @@
-"""Differentiable patch cropping (AdaFocusV2's crop) and align-corners bilinear resizing.
+"""Patch cropping and resizing: AdaFocusV2's differentiable crop and align-corners bilinear
+resize, AdaFocus V1's integer slice and nearest resize.
 
 Shape letters: N images, H x W an image, C channels, P the patch side.
 
@@ -16,6 +17,10 @@ linear blends. The weights carry the gradient to the corner, which is grid_sampl
 The frame is padded with one row and column of zeros at the bottom and right: a corner of 1
 puts the last pixel exactly on the frame's edge, where the outer neighbour (weight 0, zero
 padding) still enters the gradient, as in grid_sample.
+
+`slice_patches(frames, origins, P)` is AdaFocus V1's crop: the patch at an integer origin, an
+exact slice of the frame (no gradient to the origin). `resize_nearest` is torch's
+`F.interpolate` default ('nearest'), V1's glance input.
 """
 from __future__ import annotations
 
@@ -123,3 +128,39 @@ def resize_align_corners(frames: jax.Array, size: int) -> jax.Array:
   rows = jnp.asarray(_align_corners_matrix(h, size), frames.dtype)
   cols = jnp.asarray(_align_corners_matrix(w, size), frames.dtype)
   return jnp.einsum('oh,nhwc,pw->nopc', rows, frames, cols)
+
+
+def slice_patches(frames: jax.Array, origins: jax.Array, size: int) -> jax.Array:
+  """`[N, H, W, C]` frames, `[N, 2]` int pixel origins (y, x) -> `[N, P, P, C]`, P = `size`:
+  `frame[y:y + P, x:x + P]` (a `lax.dynamic_slice` per image, a gather under `vmap`).
+
+  Origins outside 0 .. H - P (W - P) are clamped into the frame, as `dynamic_slice` does.
+  """
+  n, h, w, c = frames.shape
+  if origins.shape != (n, 2):
+    raise ValueError(f'origins must be [N, 2] = {(n, 2)} for frames {frames.shape}, got '
+                     f'{origins.shape}')
+  if not 0 < size <= min(h, w):
+    raise ValueError(f'patch size {size} must be in 1 .. {min(h, w)} for {h} x {w} frames')
+  origins = origins.astype(jnp.int32)
+  return jax.vmap(lambda image, y, x: lax.dynamic_slice(
+      image, (y, x, jnp.zeros_like(y)), (size, size, c)))(frames, origins[:, 0], origins[:, 1])
+
+
+def nearest_indices(size_in: int, size_out: int) -> np.ndarray:
+  """`[out]` the source index of each output index: min(floor(i * in / out), in - 1), the scale
+  in float32 (torch's `F.interpolate(mode='nearest')` without a scale factor)."""
+  scale = np.float32(size_in) / np.float32(size_out)
+  position = np.arange(size_out, dtype=np.float32) * scale
+  return np.minimum(np.floor(position).astype(np.int64), size_in - 1)
+
+
+def resize_nearest(frames: jax.Array, size: int) -> jax.Array:
+  """`[N, H, W, C] -> [N, size, size, C]`: torch's `F.interpolate(frames, (size, size))`
+  (mode 'nearest': output pixel i reads input pixel floor(i * in / out)), as AdaFocus V1 makes
+  its glance input."""
+  _, h, w, _ = frames.shape
+  if (h, w) == (size, size):
+    return frames
+  rows = jnp.take(frames, jnp.asarray(nearest_indices(h, size)), axis=1)
+  return jnp.take(rows, jnp.asarray(nearest_indices(w, size)), axis=2)

@@ -13,16 +13,23 @@ Kinds (what the file holds -> what is written):
   variables of --config (default configs/adafocus_v2.py; the ResNet-50 glance:
   `--config=configs/adafocus_v2.py:global=resnet50`); the number of steps (data.num_frames)
   and of classes come from the checkpoint.
+- adafocus_v1: an AdaFocus V1 checkpoint of the authors' `main_dist.py` (a dict of the state
+  dicts `glancer`, `focuser`, `fc`, `policy`; `focuser.policy.*`, the PPO's copies of the
+  policy, dropped) -> the AdaFocusV1 variables of --config (default configs/adafocus_v1.py);
+  the classes, the policy's grid and the hidden sizes come from the checkpoint
+  (`arnet_jax.methods.adafocus_v1_torch`).
 - tsn: `base_model` + `new_fc` (the original TSN baselines and per-resolution warm-up
   checkpoints) -> a Classifier {features, head}; the backbone is --arch or inferred from the keys.
 - resnet18/34/50/101, mobilenet_v2, efficientnet_b0..b3: torchvision / efficientnet_pytorch
   ImageNet weights -> a Classifier's `features` only (the ImageNet head is dropped).
 
 The file may be a plain state dict or `{'state_dict': ...}`; a `module.` prefix (DataParallel) is
-removed. The arnet kinds also read the original baselines through `--config.model.variant`:
-uniform (exp2 `lite_backbone` + `lite_fc`, or exp7 `base_model` + `new_fc`), lstm (exp3),
-random (exp4), multiscale (exp5; its action head, unused, is replaced by zeros when it was
-trained with other skips than model.skips).
+removed. A dict holding AdaFocus V1's part state dicts (`NESTED_STATE_DICTS`) is read as one
+state dict with the part names as prefixes (`glancer.net.features.0.0.weight`); its other entries
+(epoch, optimizer, model_state_dict, ...) are not read. The arnet kinds also read the original
+baselines through `--config.model.variant`: uniform (exp2 `lite_backbone` + `lite_fc`, or exp7
+`base_model` + `new_fc`), lstm (exp3), random (exp4), multiscale (exp5; its action head, unused,
+is replaced by zeros when it was trained with other skips than model.skips).
 The number of classes comes from the checkpoint. Every variable of the target model must be found
 with the right shape and every checkpoint entry used (BatchNorm's `num_batches_tracked` and the
 heads/modules a kind drops excepted, with a message); otherwise a `ConversionError` lists the
@@ -51,10 +58,13 @@ from arnet_jax.tools import torch_names
 from arnet_jax.tools.torch_names import Mount
 
 BACKBONE_KINDS = models.BACKBONES
-KINDS = ('arnet', 'arnet_efficientnet', 'adafocus_v2', 'tsn', *BACKBONE_KINDS)
+KINDS = ('arnet', 'arnet_efficientnet', 'adafocus_v2', 'adafocus_v1', 'tsn', *BACKBONE_KINDS)
 DEFAULT_CONFIGS = {'arnet': 'activitynet.py', 'arnet_efficientnet': 'activitynet_efficientnet.py',
-                   'adafocus_v2': 'adafocus_v2.py'}
+                   'adafocus_v2': 'adafocus_v2.py', 'adafocus_v1': 'adafocus_v1.py'}
 METHOD_KINDS = tuple(DEFAULT_CONFIGS)  # kinds read into a configured model (--config)
+ADAFOCUS_KINDS = ('adafocus_v2', 'adafocus_v1')  # each reads into its own variants only
+# The authors' AdaFocus V1 (`main_dist.py`) saves one state dict per part, besides other entries.
+NESTED_STATE_DICTS = ('glancer', 'focuser', 'fc', 'policy')
 _REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), 'configs')
 
@@ -76,7 +86,8 @@ class Plan:
 # --- Reading the file. ------------------------------------------------------------------------
 
 def load_state_dict(src: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
-  """The state dict in a torch file as NumPy arrays, `{'state_dict'}` and `module.` removed."""
+  """The state dict in a torch file as NumPy arrays, `{'state_dict'}` and `module.` removed,
+  AdaFocus V1's parts (`NESTED_STATE_DICTS`, those not None) flattened with their names."""
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
@@ -92,9 +103,14 @@ def load_state_dict(src: str, allow_pickle: bool = False) -> dict[str, np.ndarra
         f'refuses ({str(e).splitlines()[0]}). If you trust the file, pass --allow_pickle.') from e
   if isinstance(obj, Mapping) and isinstance(obj.get('state_dict'), Mapping):
     obj = obj['state_dict']
+  elif isinstance(obj, Mapping) and any(isinstance(obj.get(p), Mapping)
+                                        for p in NESTED_STATE_DICTS):
+    obj = {f'{p}.{k}': v for p in NESTED_STATE_DICTS if isinstance(obj.get(p), Mapping)
+           for k, v in obj[p].items()}
   if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
     raise ConversionError(f'{src} is not a state dict (a mapping from names to tensors), nor '
-                          "{'state_dict': state dict}.")
+                          "{'state_dict': state dict}, nor AdaFocus V1's dict of state dicts "
+                          f'({", ".join(NESTED_STATE_DICTS)}).')
   state = {}
   for key, value in obj.items():
     name = key[len('module.'):] if key.startswith('module.') else key
@@ -240,7 +256,8 @@ def arnet_plan(model_config: ml_collections.ConfigDict, keys) -> Plan:
 
 
 def infer_num_classes(state: Mapping[str, np.ndarray]) -> int | None:
-  for key in ('new_fc_list.0.weight', 'new_fc.weight', 'lite_fc.weight', 'local_CNN_fc.1.weight'):
+  for key in ('new_fc_list.0.weight', 'new_fc.weight', 'lite_fc.weight', 'local_CNN_fc.1.weight',
+              'fc.fc.weight'):
     if key in state:
       return int(state[key].shape[0])
   return None
@@ -251,15 +268,27 @@ def _adafocus_steps(state: Mapping[str, np.ndarray]) -> int | None:
   return adafocus_v2.checkpoint_steps(state)
 
 
+def _checkpoint_fields(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  from arnet_jax.methods import adafocus_v1_torch  # pylint: disable=g-import-not-at-top
+  return adafocus_v1_torch.checkpoint_fields(state)
+
+
+def _fits(kind: str, variant: str) -> bool:
+  """Whether --kind reads into model.variant: an AdaFocus kind into its own variants
+  (adafocus_v1, adafocus_v1_random, ...), the arnet kinds into the others."""
+  family = next((k for k in ADAFOCUS_KINDS if variant == k or variant.startswith(f'{k}_')), None)
+  return family == (kind if kind in ADAFOCUS_KINDS else None)
+
+
 def default_config(kind: str) -> ml_collections.ConfigDict:
-  """configs/activitynet.py (or _efficientnet, adafocus_v2) from the checkout, else the same
-  built in."""
+  """configs/activitynet.py (or _efficientnet, adafocus_v2, adafocus_v1) from the checkout, else
+  the same built in."""
   path = os.path.join(_REPO_CONFIGS, DEFAULT_CONFIGS[kind])
   if os.path.isfile(path):
     return defaults.load_config(path)
   config = defaults.get_config()
-  if kind == 'adafocus_v2':  # the defaults' AdaFocusV2 fields are the paper's
-    config.model.variant = 'adafocus_v2'
+  if kind in ADAFOCUS_KINDS:  # the defaults' AdaFocus fields are the papers'
+    config.model.variant = kind
   if kind == 'arnet_efficientnet':
     config.model.backbones = ('efficientnet_b3', 'efficientnet_b1', 'efficientnet_b0')
   return config
@@ -275,7 +304,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray], kind: str, *,
   meta: dict[str, Any] = {'kind': kind, 'config': None}
   if kind in METHOD_KINDS:
     config = (config or default_config(kind)).copy_and_resolve_references()
-    if (kind == 'adafocus_v2') != (config.model.variant == 'adafocus_v2'):
+    if not _fits(kind, config.model.variant):
       raise ConversionError(f'--kind={kind} does not fit the config\'s model.variant='
                             f'{config.model.variant}; give a config of that method (the '
                             f'default for this kind: configs/{DEFAULT_CONFIGS[kind]}).')
@@ -289,6 +318,12 @@ def convert_state_dict(state: Mapping[str, np.ndarray], kind: str, *,
       log(f'The checkpoint has {steps} steps: data.num_frames {config.data.num_frames} -> '
           f'{steps}.')
       config.data.num_frames = steps
+    fields = _checkpoint_fields(state) if kind == 'adafocus_v1' else {}
+    for field, value in fields.items():
+      if field in config.model and config.model[field] != value:
+        log(f'The checkpoint has {field}={value}: model.{field} {config.model[field]} -> '
+            f'{value}.')
+        config.model[field] = value
     plan = arnet_plan(config.model, state)
     meta.update(config=config.to_dict(), num_classes=config.model.num_classes)
   elif kind == 'tsn':
@@ -341,10 +376,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_bool('allow_pickle', False, 'Let torch.load unpickle arbitrary Python objects '
                     '(only for files you trust).', **kw)
   config_flags.DEFINE_config_file(
-      'config', None, 'Experiment config (arnet and adafocus_v2 kinds); default '
+      'config', None, 'Experiment config (arnet and adafocus kinds); default '
       'configs/activitynet.py, configs/activitynet_efficientnet.py for '
-      '--kind=arnet_efficientnet, configs/adafocus_v2.py for --kind=adafocus_v2.', lock_config=True,
-      **kw)
+      '--kind=arnet_efficientnet, configs/adafocus_v2.py for --kind=adafocus_v2, '
+      'configs/adafocus_v1.py for --kind=adafocus_v1.', lock_config=True, **kw)
   flags.mark_flags_as_required(['src', 'kind', 'out'], flag_values=flag_values)
 
 
