@@ -60,6 +60,9 @@ class Stage:
     trains every resolution action on every frame).
   apply_kwargs: (config, epoch) -> extra keyword arguments of the training forward (AR-Net: the
     Gumbel temperature, whether the policy's BatchNorm statistics update).
+  eval_module: (the method's model, config) -> the module the stage's evaluations run (None:
+    `module`; AdaFocus V1's PPO stages train a sampling policy and evaluate its most probable
+    choices).
   starts_from: the stage whose best checkpoint the recipe starts this one from (None: the
     config's `init`).
   param_group: (config, parameter path) -> its `ParamGroup` (AdaFocus: a learning-rate
@@ -71,6 +74,7 @@ class Stage:
   frozen: Callable[[ml_collections.ConfigDict, tuple[str, ...]], bool] = _nothing_frozen
   module: Callable[[Any, ml_collections.ConfigDict], Any] = lambda model, config: model
   apply_kwargs: Callable[[ml_collections.ConfigDict, Any], dict] = lambda config, epoch: {}
+  eval_module: Callable[[Any, ml_collections.ConfigDict], Any] | None = None
   starts_from: str | None = None
   param_group: Callable[[ml_collections.ConfigDict, tuple[str, ...]], ParamGroup] | None = None
 

@@ -45,9 +45,12 @@ def stage(config: ml_collections.ConfigDict) -> registry.Stage:
   return registry.of(config).stage(config.stage)
 
 
-def stage_model(config: ml_collections.ConfigDict):
-  """The module `config.stage` trains (from the method's model)."""
-  return stage(config).module(models.create_model(config.model), config)
+def stage_model(config: ml_collections.ConfigDict, evaluation: bool = False):
+  """The module `config.stage` trains (from the method's model), or with `evaluation` the one
+  its evaluations run."""
+  spec = stage(config)
+  module = spec.eval_module if evaluation and spec.eval_module else spec.module
+  return module(models.create_model(config.model), config)
 
 
 def param_labels(params: Any, config: ml_collections.ConfigDict) -> Any:
@@ -317,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   train_step = make_train_step(model, tx, config, np.asarray(table.action_gflops), mesh,
                                steps_per_epoch)
-  evaluator = evaluate.Evaluator(model, config, mesh)
+  evaluator = evaluate.Evaluator(stage_model(config, evaluation=True), config, mesh)
   train_iter, _ = data_lib.create_split(
       config.data, config.data.train_split, batch_size=local_batch, train=True,
       num_classes=config.model.num_classes, seed=config.seed, start_batch=start_step)

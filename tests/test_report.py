@@ -384,7 +384,9 @@ def test_run_folders_name_the_model_variants(tmp_path):
     assert report.Run('', str(tmp_path / 'baselines' / name / 'eval'), {}).variant == name
   assert report.Run('', str(tmp_path / 'baselines' / 'unknown' / 'eval'), {}).variant is None
   stages = report._stage_names()  # pylint: disable=protected-access
-  assert stages == registry.get('arnet').stage_names
+  assert stages[:3] == registry.get('arnet').stage_names  # each stage once, in recipe order
+  assert set(stages) == {s for name in registry.names() for s in registry.get(name).stage_names}
+  assert len(set(stages)) == len(stages)
   run = report.Run('x', os.path.join('w', 'baselines', 'random', 'eval'), {})
   assert run.variant == 'random'
   assert report.Run('x', os.path.join('w', 'random', 'eval'), {}).variant is None

@@ -21,6 +21,7 @@ corners, integer crop, local CNN, GRU classifier). The stages (the authors' `mai
             classified from the same classifier state (the random pass does not advance it);
             gamma 0.7, normalised returns, clip 0.2, value 0.5, entropy 0.01, Adam 3e-4 at a
             constant rate. Their one update per sampled batch makes it A2C (`arnet_jax.ppo`).
+            Its evaluations (and best checkpoint) are of the most probable patches.
   finetune  stage 3: the classifier on the policy's argmax patches (the authors' code; the
             paper also fine-tunes the local CNN: `model.finetune_local`), per-step CE.
   skip      AdaFocus+ only, after finetune: the skip policy alone by the same PPO, reward on a
@@ -239,7 +240,8 @@ STAGES = (
                    module=_v1_stage('random', 'local', 'classifier'),
                    frozen=_trains('local', 'classifier')),
     registry.Stage('policy', policy_loss, param_group=param_group, starts_from='random',
-                   module=_v1_stage('ppo', 'policy'), frozen=_trains('policy')),
+                   module=_v1_stage('ppo', 'policy'), eval_module=_v1_stage('focus'),
+                   frozen=_trains('policy')),
     registry.Stage('finetune', classifier_loss, param_group=param_group, starts_from='policy',
                    module=lambda model, config: _v1_stage('focus', *_finetune_parts(config))(
                        model, config),
@@ -248,7 +250,7 @@ STAGES = (
 SKIP_STAGE = registry.Stage(
     'skip', skip_loss, param_group=param_group, starts_from='finetune',
     module=lambda model, config: model.clone(mode='skip_ppo', train_parts=('skip_policy',)),
-    frozen=_trains('skip_policy'))
+    eval_module=lambda model, config: model.clone(mode='focus'), frozen=_trains('skip_policy'))
 
 
 def _torch_layout(c: ml_collections.ConfigDict, keys):

@@ -211,17 +211,16 @@ def choose_run(runs: Sequence[Run], label: str | None = None) -> Run | None:
 
 
 def checkpoint_config(metrics: dict) -> ml_collections.ConfigDict | None:
-  """The config saved with the checkpoint named in metrics.json ('checkpoint'), if readable."""
+  """The config saved with the checkpoint named in metrics.json ('checkpoint'), over today's
+  defaults (`checkpoint.saved_config`: a run saved before a field was added reads), if any."""
   path = metrics.get('checkpoint')
   if not path or not os.path.isdir(path):
     return None
   from arnet_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  directory, step = ckpt_lib.resolve(path)
-  restored = ckpt_lib.manager(directory).restore(
-      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-  config = (restored.meta or {}).get('config')
-  return ml_collections.ConfigDict(config) if config else None
+  try:
+    return ckpt_lib.saved_config(path)
+  except errors.UserError:  # no config saved (an imported backbone)
+    return None
 
 
 def run_config(run: Run, config: ml_collections.ConfigDict | None,
