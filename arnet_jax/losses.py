@@ -26,6 +26,11 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+def per_step_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """CE averaged over B x T: logits `[B, T, C]`, labels `[B]` (every step the video's label)."""
+  return cross_entropy(logits, jnp.broadcast_to(labels[:, None], logits.shape[:2]))
+
+
 # The paper's top action, ResNet-50 at 224 px with ActivityNet's 200-class head, in GFLOPs per
 # frame (FCVID's and Mini-Kinetics' heads change it by < 0.01%); tests check it against
 # `arnet_jax.flops`.

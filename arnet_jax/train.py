@@ -121,21 +121,23 @@ def create_optimizer(config: ml_collections.ConfigDict, params: Any,
   lr = learning_rate(config, steps_per_epoch)
   adam = config[config.stage].get('optimizer', 'sgd') == 'adam'
 
-  def sgd(mult: float, decay: bool) -> optax.GradientTransformation:
+  def optimiser(mult: float, decay: bool) -> optax.GradientTransformation:
+    """A group's optimiser at `mult` x the learning rate."""
     if adam:
       return optax.adam(lambda step: lr(step) * mult, b1=0.9, b2=0.999, eps=1e-8)
     return optax.chain(
         optax.add_decayed_weights(t.weight_decay) if decay else optax.identity(),
         optax.sgd(lambda step: lr(step) * mult, momentum=t.momentum))
 
-  groups = {'default': sgd(1.0, True), 'no_decay': sgd(1.0, False),
-            'head_kernel': sgd(t.head_lr_mult, True), 'head_bias': sgd(t.head_bias_lr_mult, False),
+  groups = {'default': optimiser(1.0, True), 'no_decay': optimiser(1.0, False),
+            'head_kernel': optimiser(t.head_lr_mult, True),
+            'head_bias': optimiser(t.head_bias_lr_mult, False),
             'frozen': optax.set_to_zero()}
   param_group = stage(config).param_group
   if param_group is not None:  # the stage's own groups (registry.ParamGroup)
     for path in traverse_util.flatten_dict(params):
       group = param_group(config, path)
-      groups.setdefault(group.label, sgd(group.lr_mult, group.weight_decay))
+      groups.setdefault(group.label, optimiser(group.lr_mult, group.weight_decay))
   clip = optax.clip_by_global_norm(t.grad_clip) if t.grad_clip else optax.identity()
   return optax.chain(clip, optax.multi_transform(groups, param_labels(params, config)))
 

@@ -103,12 +103,9 @@ def _cost_table(c: ml_collections.ConfigDict, convention: str = 'paper') -> flop
   wd = dict(width_multiplier=c.width_multiplier, depth_multiplier=c.depth_multiplier)
   classes = c.num_classes
   if MODES[c.variant] == 'uniform':
-    whole = flops.backbone_gflops(c.local_backbone, c.frame_resolution, classes,
-                                  convention='macs', **wd)
-    return flops.CostTable(_action_names(c), (whole,), 0.0, 0.0, 'macs')
-  glance = flops.backbone_gflops(c.global_backbone, c.global_resolution, classes,
-                                 convention='macs', **wd)
-  h, w, g = adafocus_v2._map_shape(c)  # pylint: disable=protected-access
+    return adafocus_v2.whole_frame_table(c, _action_names(c))
+  glance = adafocus_v2.glance_gflops(c)
+  h, w, g = adafocus_v2.map_shape(c)
   policy_gflops = 0.0
   if MODES[c.variant] != 'random':
     outputs = c.grid ** 2 if c.policy_actions == 'grid' else 2
@@ -134,13 +131,7 @@ def _inference(model, config: ml_collections.ConfigDict):
 
 
 def _validate(c: ml_collections.ConfigDict) -> None:
-  if c.global_backbone not in adafocus_v2.model_lib.GLOBAL_BACKBONES:
-    raise ValueError(f'model.global_backbone: {c.global_backbone!r} is not one of '
-                     f'{", ".join(adafocus_v2.model_lib.GLOBAL_BACKBONES)} (a CNN whose last '
-                     'feature map the policy reads).')
-  if c.local_backbone not in models.BACKBONES:
-    raise ValueError(f'model.local_backbone: unknown backbone {c.local_backbone!r}; choose '
-                     f'from {", ".join(models.BACKBONES)}.')
+  adafocus_v2.validate_networks(c)
   sizes = tuple(c.patch_sizes)
   if len(sizes) != 1 or not 1 <= int(sizes[0]) <= c.frame_resolution:
     raise ValueError(f'model.patch_sizes={sizes}: AdaFocus V1 reads one patch side, in '
@@ -149,22 +140,16 @@ def _validate(c: ml_collections.ConfigDict) -> None:
     raise ValueError(f'model.grid must be >= 2 corners per side, got {c.grid}.')
   if not c.policy_std > 0:
     raise ValueError(f'model.policy_std must be > 0, got {c.policy_std}.')
-  if not 1 <= c.global_resolution:
-    raise ValueError(f'model.global_resolution must be >= 1, got {c.global_resolution}.')
 
 
 # --- The stages. ---------------------------------------------------------------------------------
-
-def _per_step_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return losses.cross_entropy(logits, jnp.broadcast_to(labels[:, None], logits.shape[:2]))
-
 
 def classifier_loss(out: dict, labels: jax.Array, ctx: registry.LossContext
                     ) -> tuple[jax.Array, dict]:
   """Stages 1 and 3: CE of every step's logits, averaged over B x T (the authors' GRU
   classifier loss)."""
   del ctx
-  ce = _per_step_ce(out['step_logits'], labels)
+  ce = losses.per_step_cross_entropy(out['step_logits'], labels)
   return ce, dict(ce_steps=ce)
 
 

@@ -96,12 +96,9 @@ def _cost_table(c: ml_collections.ConfigDict, convention: str = 'paper') -> flop
   wd = dict(width_multiplier=c.width_multiplier, depth_multiplier=c.depth_multiplier)
   classes = c.num_classes
   if MODES[c.variant] == 'uniform':
-    whole = flops.backbone_gflops(c.local_backbone, c.frame_resolution, classes,
-                                  convention='macs', **wd)
-    return flops.CostTable(_action_names(c), (whole,), 0.0, 0.0, 'macs')
-  glance = flops.backbone_gflops(c.global_backbone, c.global_resolution, classes,
-                                 convention='macs', **wd)
-  h, w, g = _map_shape(c)
+    return whole_frame_table(c, _action_names(c))
+  glance = glance_gflops(c)
+  h, w, g = map_shape(c)
   # One step of each (per frame): the policy on one map, the classifier on one feature vector.
   policy = model_lib.FocusPolicy(c.policy_channels, c.policy_hidden)
   policy_gflops = flops.count_ops(policy, (1, 1, h, w, g)).gflops('macs')
@@ -115,7 +112,22 @@ def _cost_table(c: ml_collections.ConfigDict, convention: str = 'paper') -> flop
   return flops.CostTable(_action_names(c), focus, glance, policy_gflops, 'macs')
 
 
-def _map_shape(c: ml_collections.ConfigDict) -> tuple[int, int, int]:
+def whole_frame_table(c: ml_collections.ConfigDict, action_names) -> flops.CostTable:
+  """The Uniform baselines' table: one action, the local CNN (+ head) on the whole frame."""
+  whole = flops.backbone_gflops(c.local_backbone, c.frame_resolution, c.num_classes,
+                                convention='macs', width_multiplier=c.width_multiplier,
+                                depth_multiplier=c.depth_multiplier)
+  return flops.CostTable(tuple(action_names), (whole,), 0.0, 0.0, 'macs')
+
+
+def glance_gflops(c: ml_collections.ConfigDict) -> float:
+  """The glance per frame: the global CNN (+ head) at `global_resolution`."""
+  return flops.backbone_gflops(c.global_backbone, c.global_resolution, c.num_classes,
+                               convention='macs', width_multiplier=c.width_multiplier,
+                               depth_multiplier=c.depth_multiplier)
+
+
+def map_shape(c: ml_collections.ConfigDict) -> tuple[int, int, int]:
   """(h, w, G): the global CNN's last feature map at `global_resolution`."""
   net = models.create_backbone(c.global_backbone, pool=False, width_multiplier=c.width_multiplier,
                                depth_multiplier=c.depth_multiplier)
@@ -150,7 +162,8 @@ def _exit_inference(model, config: ml_collections.ConfigDict):
                                             plan=routing.resolve_plan(config.exit.plan))
 
 
-def _validate(c: ml_collections.ConfigDict) -> None:
+def validate_networks(c: ml_collections.ConfigDict) -> None:
+  """The AdaFocus methods' CNN and glance settings: a ValueError naming a bad one."""
   if c.global_backbone not in model_lib.GLOBAL_BACKBONES:
     raise ValueError(f'model.global_backbone: {c.global_backbone!r} is not one of '
                      f'{", ".join(model_lib.GLOBAL_BACKBONES)} (a CNN whose last feature map '
@@ -158,6 +171,12 @@ def _validate(c: ml_collections.ConfigDict) -> None:
   if c.local_backbone not in models.BACKBONES:
     raise ValueError(f'model.local_backbone: unknown backbone {c.local_backbone!r}; choose '
                      f'from {", ".join(models.BACKBONES)}.')
+  if not 1 <= c.global_resolution:
+    raise ValueError(f'model.global_resolution must be >= 1, got {c.global_resolution}.')
+
+
+def _validate(c: ml_collections.ConfigDict) -> None:
+  validate_networks(c)
   if c.crop_sampling not in crop.SAMPLINGS:
     raise ValueError(f'model.crop_sampling must be one of {crop.SAMPLINGS}, got '
                      f'{c.crop_sampling!r}.')
@@ -168,8 +187,6 @@ def _validate(c: ml_collections.ConfigDict) -> None:
   if not sizes or any(not 1 <= int(p) <= c.frame_resolution for p in sizes):
     raise ValueError(f'model.patch_sizes={sizes}: give one side, or one per step, each in '
                      f'1 .. model.frame_resolution={c.frame_resolution}.')
-  if not 1 <= c.global_resolution:
-    raise ValueError(f'model.global_resolution must be >= 1, got {c.global_resolution}.')
 
 
 # --- The stages. ---------------------------------------------------------------------------------
@@ -185,20 +202,16 @@ def warmup_loss(out: dict, labels: jax.Array, ctx: registry.LossContext
   return parts['ce_global'] + parts['ce_local'], parts
 
 
-def _per_step_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """CE averaged over B x T: logits `[B, T, C]`, labels `[B]` (every step the video's label)."""
-  return losses.cross_entropy(logits, jnp.broadcast_to(labels[:, None], logits.shape[:2]))
-
-
 def adafocus_v2_loss(out: dict, labels: jax.Array, ctx: registry.LossContext
                      ) -> tuple[jax.Array, dict]:
   """The authors' loss (see the module docstring) -> (loss, its parts)."""
   del ctx
-  parts = dict(ce_steps=_per_step_ce(out['step_logits'], labels),
-               ce_global=_per_step_ce(out['global_logits'], labels),
-               ce_local=_per_step_ce(out['local_logits'], labels),
-               ce_random_steps=_per_step_ce(out['random_step_logits'], labels),
-               ce_random_local=_per_step_ce(out['random_local_logits'], labels))
+  ce = losses.per_step_cross_entropy
+  parts = dict(ce_steps=ce(out['step_logits'], labels),
+               ce_global=ce(out['global_logits'], labels),
+               ce_local=ce(out['local_logits'], labels),
+               ce_random_steps=ce(out['random_step_logits'], labels),
+               ce_random_local=ce(out['random_local_logits'], labels))
   policy_half = parts['ce_steps'] + parts['ce_global'] + parts['ce_local']
   random_half = parts['ce_random_steps'] + parts['ce_global'] + parts['ce_random_local']
   return 0.5 * (policy_half + random_half), parts
